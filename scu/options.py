@@ -1,0 +1,122 @@
+"""Validation of everything a user hands to :class:`scu.StoreScu` (pure functions).
+
+Each check raises :class:`ValueError` naming the parameter, the value and what is
+accepted, so that a bad configuration fails at construction, not mid-transfer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from dataclasses import dataclass
+
+__all__ = [
+    "MAX_PDU_RANGE",
+    "Address",
+    "parse_address",
+    "validate_ae_title",
+    "validate_max_pdu",
+    "validate_timeout",
+]
+
+#: Accepted ``max_pdu_length`` values, besides 0 ("no limit").
+MAX_PDU_RANGE = (4096, 131072)
+
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$"
+)
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where to connect: ``host``, ``port`` and, from ``"AE@host:port"``, the called AE."""
+
+    host: str
+    port: int
+    ae_title: str | None = None
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_address(addr: str) -> Address:
+    """Parse ``"host:port"``, ``"AE@host:port"`` or ``"[v6addr]:port"``."""
+    hint = 'expected "host:port", "AE@host:port" or "[IPv6]:port"'
+    if not isinstance(addr, str) or not addr.strip():
+        raise ValueError(f"addr must be a non-empty string ({hint}), got {addr!r}")
+    text = addr.strip()
+    ae_title: str | None = None
+    if "@" in text:
+        ae_part, text = text.rsplit("@", 1)
+        ae_title = validate_ae_title(ae_part, parameter="addr (AE title before '@')")
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0 or not text[close + 1 :].startswith(":"):
+            raise ValueError(f"addr {addr!r}: malformed bracketed IPv6 address; {hint}")
+        host, port_text = text[1:close], text[close + 2 :]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"addr {addr!r}: {host!r} is not an IPv6 address") from None
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"addr {addr!r}: missing host or port; {hint}")
+        if ":" in host:
+            raise ValueError(f"addr {addr!r}: write IPv6 addresses in brackets; {hint}")
+        if not _HOSTNAME.match(host):
+            try:
+                ipaddress.IPv4Address(host)
+            except ValueError:
+                raise ValueError(f"addr {addr!r}: {host!r} is not a valid host name") from None
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"addr {addr!r}: port must be a number 1..65535, got {port_text!r}")
+    return Address(host=host, port=int(port_text), ae_title=ae_title)
+
+
+def validate_ae_title(value: object, *, parameter: str) -> str:
+    """An AE title: 1..16 printable ASCII characters, no backslash; leading and
+    trailing spaces are not significant (PS3.5 6.2, VR AE) and are stripped."""
+    rule = "1 to 16 printable ASCII characters, no backslash or control characters"
+    if not isinstance(value, str):
+        raise ValueError(f"{parameter} must be a string ({rule}), got {value!r}")
+    bad = [c for c in value if c == "\\" or not " " <= c <= "~"]
+    if bad:
+        raise ValueError(f"{parameter} {value!r} contains {bad[0]!r}; an AE title is {rule}")
+    stripped = value.strip(" ")
+    if not stripped:
+        raise ValueError(f"{parameter} must not be empty or all spaces; an AE title is {rule}")
+    if len(stripped) > 16:
+        raise ValueError(
+            f"{parameter} {value!r} is {len(stripped)} characters long; an AE title is {rule}"
+        )
+    return stripped
+
+
+def validate_max_pdu(value: object, *, parameter: str = "max_pdu_length") -> int:
+    low, high = MAX_PDU_RANGE
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not (value == 0 or low <= value <= high)
+    ):
+        raise ValueError(
+            f"{parameter} must be an integer in {low}..{high}, or 0 for no limit; got {value!r}"
+        )
+    return value
+
+
+def validate_timeout(value: object, *, parameter: str) -> float | None:
+    """A timeout in seconds: a positive number, or ``None`` for no timeout."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{parameter} must be a positive number of seconds or None, got {value!r}")
+    return float(value)

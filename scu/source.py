@@ -1,0 +1,326 @@
+"""Queued entries and the cheap, strict reading of what the SCU needs from each one.
+
+Before anything is sent, each entry is checked in one pass over its bytes (a file is
+memory-mapped, so a 1 GB file costs a few pages): the file meta (when present), the
+data set's SOP Class and SOP Instance UIDs, and the data set's element structure down
+to the last byte, so that a truncated or corrupt file fails with a clear reason instead
+of reaching the SCP half-sent. Files in Deflated Explicit VR Little Endian or Big Endian
+and files this fast path cannot follow are read with pydicom instead.
+
+Nothing here touches the network; :mod:`scu.store` streams the data set from
+``dataset_offset`` to the end of the entry.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+from scu.syntaxes import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE
+
+__all__ = ["Entry", "EntryError", "Header", "read_header"]
+
+_TAG_LEN = struct.Struct("<HHL")
+_TAG_VR_SHORT = struct.Struct("<HH2sH")
+_U32 = struct.Struct("<L")
+_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+_VRS = _LONG_VRS | frozenset(
+    {
+        b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT",
+        b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
+    }
+)  # fmt: skip
+_UNDEFINED = 0xFFFFFFFF
+_SOP_CLASS = (0x0008, 0x0016)
+_SOP_INSTANCE = (0x0008, 0x0018)
+_MAX_DEPTH = 64
+
+
+class EntryError(Exception):
+    """An entry cannot be sent; the message says what is wrong with it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What the SCU needs to know about an entry before sending it."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    #: The transfer syntax the data set is encoded in.
+    transfer_syntax: str
+    #: Where the data set starts in the entry's bytes (after preamble and file meta).
+    dataset_offset: int
+    size: int
+    has_meta: bool
+
+
+@dataclass(slots=True)
+class Entry:
+    """One queued item: a path on disk or bytes given in memory."""
+
+    name: str
+    path: str | None = None
+    data: bytes | None = None
+
+    @contextmanager
+    def buffer(self) -> Iterator[bytes | mmap.mmap]:
+        """The entry's bytes: the data itself, or the file memory-mapped read-only."""
+        if self.data is not None:
+            yield self.data
+            return
+        assert self.path is not None
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise EntryError(f"file not found: {self.path}") from None
+        except IsADirectoryError:
+            raise EntryError(f"is a directory, not a file: {self.path}") from None
+        except OSError as exc:
+            raise EntryError(f"cannot open {self.path}: {exc.strerror or exc}") from None
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0:
+                yield b""
+                return
+            try:
+                mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError) as exc:
+                raise EntryError(f"cannot read {self.path}: {exc}") from None
+            try:
+                yield mapped
+            finally:
+                mapped.close()
+        finally:
+            os.close(fd)
+
+
+class _Truncated(EntryError):
+    pass
+
+
+def _walk(buf: bytes | mmap.mmap, offset: int, end: int, explicit: bool, depth: int) -> int:
+    """Skip over data elements from ``offset``; return where they end.
+
+    At depth 0 the elements must end exactly at ``end``; nested (inside an item of
+    undefined length) the walk returns just after the item delimitation item.
+    """
+    if depth > _MAX_DEPTH:
+        raise EntryError("malformed data set: sequences nested more than 64 deep")
+    while offset < end:
+        if offset + 8 > end:
+            raise _Truncated(
+                f"truncated: {end - offset} stray bytes at offset {offset} where a data element "
+                "should start"
+            )
+        group, element, length = _TAG_LEN.unpack_from(buf, offset)
+        if group == 0xFFFE:
+            if element == 0xE00D and depth > 0:
+                return offset + 8
+            raise EntryError(
+                f"malformed data set: unexpected delimiter (FFFE,{element:04X}) at offset {offset}"
+            )
+        header = 8
+        nested_explicit = explicit
+        if explicit:
+            vr = bytes(buf[offset + 4 : offset + 6])
+            if vr in _LONG_VRS:
+                if offset + 12 > end:
+                    raise _Truncated(f"truncated: element ({group:04X},{element:04X}) header cut")
+                (length,) = _U32.unpack_from(buf, offset + 8)
+                header = 12
+                nested_explicit = vr != b"UN"
+            elif vr in _VRS:
+                length >>= 16  # bytes 6-7 after the two VR bytes
+            else:
+                raise EntryError(
+                    f"malformed data set: element ({group:04X},{element:04X}) at offset {offset} "
+                    f"has invalid VR {vr!r} for explicit VR encoding"
+                )
+        offset += header
+        if length == _UNDEFINED:
+            offset = _walk_items(buf, offset, end, nested_explicit, depth + 1, (group, element))
+        elif offset + length > end:
+            raise _Truncated(
+                f"truncated: element ({group:04X},{element:04X}) declares {length} bytes but only "
+                f"{end - offset} remain"
+            )
+        else:
+            offset += length
+    if depth > 0:
+        raise _Truncated("truncated: an item of undefined length is not closed")
+    return offset
+
+
+def _walk_items(
+    buf: bytes | mmap.mmap, offset: int, end: int, explicit: bool, depth: int, tag: tuple[int, int]
+) -> int:
+    name = f"({tag[0]:04X},{tag[1]:04X})"
+    while True:
+        if offset + 8 > end:
+            raise _Truncated(f"truncated: element {name} of undefined length is not closed")
+        group, element, length = _TAG_LEN.unpack_from(buf, offset)
+        offset += 8
+        if (group, element) == (0xFFFE, 0xE0DD):
+            return offset
+        if (group, element) != (0xFFFE, 0xE000):
+            raise EntryError(
+                f"malformed data set: element {name} of undefined length holds "
+                f"({group:04X},{element:04X}) where an item should be"
+            )
+        if length == _UNDEFINED:
+            offset = _walk(buf, offset, end, explicit, depth)
+        elif offset + length > end:
+            raise _Truncated(
+                f"truncated: an item of {name} declares {length} bytes but only "
+                f"{end - offset} remain"
+            )
+        else:
+            offset += length
+
+
+def _find_uids(
+    buf: bytes | mmap.mmap, offset: int, end: int, explicit: bool
+) -> tuple[str | None, str | None]:
+    """SOP Class and Instance UIDs among the first top-level elements."""
+    found: dict[tuple[int, int], str] = {}
+    while offset + 8 <= end:
+        group, element, length = _TAG_LEN.unpack_from(buf, offset)
+        if (group, element) > _SOP_INSTANCE:
+            break
+        header = 8
+        if explicit:
+            vr = bytes(buf[offset + 4 : offset + 6])
+            if vr in _LONG_VRS:
+                (length,) = _U32.unpack_from(buf, offset + 8)
+                header = 12
+            else:
+                length >>= 16
+        offset += header
+        if length == _UNDEFINED:
+            offset = _walk_items(buf, offset, end, explicit, 1, (group, element))
+            continue
+        if (group, element) in (_SOP_CLASS, _SOP_INSTANCE):
+            value = bytes(buf[offset : offset + length]).rstrip(b"\x00 ")
+            found[(group, element)] = value.decode("ascii", "replace")
+        offset += length
+    return found.get(_SOP_CLASS), found.get(_SOP_INSTANCE)
+
+
+def _parse_meta(buf: bytes | mmap.mmap, offset: int, end: int) -> tuple[dict[int, str], int]:
+    """File meta elements (always Explicit VR LE): {element: text}, end offset."""
+    values: dict[int, str] = {}
+    while offset + 8 <= end:
+        group, element, vr, short = _TAG_VR_SHORT.unpack_from(buf, offset)
+        if group != 0x0002:
+            break
+        if vr in _LONG_VRS:
+            if offset + 12 > end:
+                raise _Truncated("truncated: file meta header cut short")
+            (length,) = _U32.unpack_from(buf, offset + 8)
+            offset += 12
+        elif vr in _VRS:
+            length = short
+            offset += 8
+        else:
+            raise EntryError(f"malformed file meta: element (0002,{element:04X}) has VR {vr!r}")
+        if length == _UNDEFINED or offset + length > end:
+            raise _Truncated(f"truncated: file meta element (0002,{element:04X}) cut short")
+        if vr == b"UI":
+            values[element] = (
+                bytes(buf[offset : offset + length]).rstrip(b"\x00 ").decode("ascii", "replace")
+            )
+        offset += length
+    return values, offset
+
+
+def _looks_explicit(buf: bytes | mmap.mmap, offset: int) -> bool:
+    return bool(bytes(buf[offset + 4 : offset + 6]) in _VRS)
+
+
+def read_header(entry: Entry) -> Header:
+    """Read and check an entry; :class:`EntryError` names what is wrong with it."""
+    with entry.buffer() as buf:
+        return _read_header(buf)
+
+
+def _read_header(buf: bytes | mmap.mmap) -> Header:
+    size = len(buf)
+    if size == 0:
+        raise EntryError("empty file (0 bytes)")
+    has_meta = False
+    meta: dict[int, str] = {}
+    if size >= 132 and buf[128:132] == b"DICM":
+        meta, offset = _parse_meta(buf, 132, size)
+        has_meta = True
+    elif size >= 8 and buf[0:2] == b"\x02\x00" and _looks_explicit(buf, 0):
+        meta, offset = _parse_meta(buf, 0, size)  # meta without the 128-byte preamble
+        has_meta = True
+    else:
+        offset = 0
+    if has_meta:
+        syntax = meta.get(0x0010)
+        if not syntax:
+            raise EntryError("file meta has no Transfer Syntax UID (0002,0010)")
+    else:
+        if size < 8 or buf[0:2] in (b"\x00\x00",) or not _plausible_dataset_start(buf):
+            raise EntryError(
+                "not a DICOM file: no 'DICM' marker at offset 128 and no recognisable data set"
+            )
+        if buf[0:2] == b"\x00\x08" and _looks_explicit(buf, 0):
+            syntax = EXPLICIT_VR_BE  # group 0008 written big endian
+        else:
+            syntax = EXPLICIT_VR_LE if _looks_explicit(buf, 0) else IMPLICIT_VR_LE
+    if syntax in (DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE):
+        sop_class, sop_instance = _uids_with_pydicom(buf, offset, syntax)
+    else:
+        explicit = syntax != IMPLICIT_VR_LE
+        if offset < size and explicit != _looks_explicit(buf, offset) and has_meta:
+            raise EntryError(
+                f"data set is not encoded as its file meta says ({syntax}): "
+                f"{'implicit' if explicit else 'explicit'} VR found at offset {offset}"
+            )
+        _walk(buf, offset, size, explicit, 0)
+        sop_class, sop_instance = _find_uids(buf, offset, size, explicit)
+    if not sop_class:
+        raise EntryError("missing SOP Class UID (0008,0016) in the data set")
+    if not sop_instance:
+        raise EntryError("missing SOP Instance UID (0008,0018) in the data set")
+    for label, uid in (("SOP Class UID", sop_class), ("SOP Instance UID", sop_instance)):
+        if len(uid) > 64 or not all(c.isdigit() or c == "." for c in uid):
+            raise EntryError(f"invalid {label} {uid!r} in the data set")
+    return Header(sop_class, sop_instance, syntax, offset, size, has_meta)
+
+
+def _plausible_dataset_start(buf: bytes | mmap.mmap) -> bool:
+    """A data set without meta starts with a low group number (0008 usually)."""
+    group_le: int = struct.unpack_from("<H", buf, 0)[0]
+    group_be: int = struct.unpack_from(">H", buf, 0)[0]
+    return 0x0002 < group_le <= 0x0010 or 0x0002 < group_be <= 0x0010
+
+
+def _uids_with_pydicom(
+    buf: bytes | mmap.mmap, offset: int, syntax: str
+) -> tuple[str | None, str | None]:
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = dcmread(BytesIO(bytes(buf)), force=True, stop_before_pixels=True)
+        return (
+            str(ds.get("SOPClassUID", "")) or None,
+            str(ds.get("SOPInstanceUID", "")) or None,
+        )
+    except (InvalidDicomError, EOFError, ValueError, OSError, struct.error) as exc:
+        raise EntryError(f"cannot read data set in {syntax}: {exc}") from None
+
+
+def entry_name(path: Path | str) -> str:
+    return os.fspath(path)
