@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import re
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,6 +43,9 @@ _UNDEFINED = 0xFFFFFFFF
 _SOP_CLASS = (0x0008, 0x0016)
 _SOP_INSTANCE = (0x0008, 0x0018)
 _MAX_DEPTH = 64
+#: Files up to this size are read into memory; larger ones are memory-mapped.
+_READ_WHOLE = 256 * 1024
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
 class EntryError(Exception):
@@ -87,8 +91,14 @@ class Entry:
             raise EntryError(f"cannot open {self.path}: {exc.strerror or exc}") from None
         try:
             size = os.fstat(fd).st_size
-            if size == 0:
-                yield b""
+            if size <= _READ_WHOLE:
+                try:
+                    data = _read_all(fd, size)
+                except IsADirectoryError:
+                    raise EntryError(f"is a directory, not a file: {self.path}") from None
+                except OSError as exc:
+                    raise EntryError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+                yield data
                 return
             try:
                 mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
@@ -100,6 +110,15 @@ class Entry:
                 mapped.close()
         finally:
             os.close(fd)
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    chunks = []
+    while True:  # read to the end, whatever fstat said: the file may have grown
+        chunk = os.read(fd, max(size, 65536))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 class _Truncated(EntryError):
@@ -120,7 +139,10 @@ def _walk(buf: bytes | mmap.mmap, offset: int, end: int, explicit: bool, depth: 
                 f"truncated: {end - offset} stray bytes at offset {offset} where a data element "
                 "should start"
             )
-        group, element, length = _TAG_LEN.unpack_from(buf, offset)
+        if explicit:
+            group, element, vr, length = _TAG_VR_SHORT.unpack_from(buf, offset)
+        else:
+            group, element, length = _TAG_LEN.unpack_from(buf, offset)
         if group == 0xFFFE:
             if element == 0xE00D and depth > 0:
                 return offset + 8
@@ -130,16 +152,13 @@ def _walk(buf: bytes | mmap.mmap, offset: int, end: int, explicit: bool, depth: 
         header = 8
         nested_explicit = explicit
         if explicit:
-            vr = bytes(buf[offset + 4 : offset + 6])
             if vr in _LONG_VRS:
                 if offset + 12 > end:
                     raise _Truncated(f"truncated: element ({group:04X},{element:04X}) header cut")
                 (length,) = _U32.unpack_from(buf, offset + 8)
                 header = 12
                 nested_explicit = vr != b"UN"
-            elif vr in _VRS:
-                length >>= 16  # bytes 6-7 after the two VR bytes
-            else:
+            elif vr not in _VRS:
                 raise EntryError(
                     f"malformed data set: element ({group:04X},{element:04X}) at offset {offset} "
                     f"has invalid VR {vr!r} for explicit VR encoding"
@@ -294,7 +313,7 @@ def _read_header(buf: bytes | mmap.mmap) -> Header:
     if not sop_instance:
         raise EntryError("missing SOP Instance UID (0008,0018) in the data set")
     for label, uid in (("SOP Class UID", sop_class), ("SOP Instance UID", sop_instance)):
-        if len(uid) > 64 or not all(c.isdigit() or c == "." for c in uid):
+        if len(uid) > 64 or not _UID.match(uid):
             raise EntryError(f"invalid {label} {uid!r} in the data set")
     return Header(sop_class, sop_instance, syntax, offset, size, has_meta)
 

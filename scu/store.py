@@ -560,16 +560,22 @@ class _Transfer:
         return result
 
     # -- step 2: a worker
-    def _take(self) -> int | None:
+    def _next_index(self) -> int | None:
+        """The next entry for this worker, or ``None`` when the queue is empty, in which
+        case the worker counts itself out (under the same lock, so an entry handed back
+        by a failing worker is never left with nobody to take it)."""
         with self._lock:
-            if self._cursor >= self.total:
-                return None
-            index = self._cursor
-            self._cursor += 1
-            return index
+            if self._requeued:
+                return self._requeued.pop(0)
+            if self._cursor < self.total:
+                self._cursor += 1
+                return self._cursor - 1
+            self._alive -= 1
+            return None
 
     def _give_back(self, index: int) -> bool:
-        """Return an entry to the queue for another worker; False if this is the last one."""
+        """Hand an entry back for another worker (this one stops); False if no other
+        worker is left to take it."""
         with self._lock:
             if self._alive > 1:
                 self._alive -= 1
@@ -589,12 +595,6 @@ class _Transfer:
                 header.transfer_syntax, status,
             )  # fmt: skip
         return FileError(message, entry.name, error, status=status)
-
-    def _next_index(self) -> int | None:
-        with self._lock:
-            if self._requeued:
-                return self._requeued.pop(0)
-        return self._take()
 
     def _worker(self, emit: Callable[[int | None, Event], None]) -> None:
         assoc: Association | None = None
