@@ -113,7 +113,7 @@ class Entry:
 
 
 def _read_all(fd: int, size: int) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:  # read to the end, whatever fstat said: the file may have grown
         chunk = os.read(fd, max(size, 65536))
         if not chunk:
