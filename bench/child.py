@@ -1,13 +1,14 @@
 """Child processes of the benchmark: one sender or receiver per process, so its CPU time
 and peak RSS are measured cleanly. Each prints one JSON line as its last line of stdout.
 
-    python -m bench.child send --addr HOST:PORT (--dir D | --file F)... [--concurrency N]
-    python -m bench.child pynetdicom --addr HOST:PORT --dir D
-    python -m bench.child serve            # MockScp; prints {"port": N}, stops on stdin EOF
-    python -m bench.child queue --dir D    # StoreScu queue only, no network
+    python bench/child.py send --addr HOST:PORT (--dir D | --file F)... [--concurrency N]
+    python bench/child.py pynetdicom --addr HOST:PORT --dir D
+    python bench/child.py serve            # MockScp; prints {"port": N}, stops on stdin EOF
+    python bench/child.py queue --dir D    # StoreScu queue only, no network
 
-Times are taken around the transfer itself (association included, interpreter start-up
-and imports excluded); CPU is this process plus any children it reaped, so a SCU that
+Times are taken around queueing and the transfer (association included; interpreter
+start-up and imports excluded, a fixed cost of any Python program, reported by the runner
+as process seconds); CPU is this process plus any children it reaped, so a SCU that
 uses worker processes is charged for them.
 """
 
@@ -58,22 +59,24 @@ def cmd_send(args: argparse.Namespace) -> int:
     from scu import StoreScu
 
     baseline = current_rss_kb()
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler is not None:
+        profiler.enable()
+    # Queueing is timed with the send: DCMTK's figure includes scanning its folder too.
+    cpu0 = _cpu()
+    t0 = time.perf_counter()
     scu = StoreScu(args.addr, max_pdu_length=args.pdu, concurrency=args.concurrency)
     for d in args.dir:
         scu.add_directory(d, pattern="*.dcm")
     for f in args.file:
         scu.add_file(f)
+    t1 = time.perf_counter()
     queued = current_rss_kb()
-    profiler = cProfile.Profile() if args.profile else None
-    cpu0 = _cpu()
-    t0 = time.perf_counter()
-    if profiler is not None:
-        profiler.enable()
     result = scu.send()
-    if profiler is not None:
-        profiler.disable()
     seconds = time.perf_counter() - t0
     cpu = _cpu() - cpu0
+    if profiler is not None:
+        profiler.disable()
     if profiler is not None:
         profiler.dump_stats(args.profile)
     errors = [f.error for f in result.files if not f.ok and f.error]
@@ -83,6 +86,7 @@ def cmd_send(args: argparse.Namespace) -> int:
             "successful": result.successful,
             "failed": result.failed,
             "seconds": seconds,
+            "queue_seconds": t1 - t0,
             "cpu_seconds": cpu,
             "baseline_rss_kb": baseline,
             "queued_rss_kb": queued,
@@ -195,7 +199,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.child")
+    parser = argparse.ArgumentParser(prog="bench/child.py")
     sub = parser.add_subparsers(dest="command", required=True)
     send = sub.add_parser("send")
     send.add_argument("--addr", required=True)

@@ -116,7 +116,7 @@ def render(report: dict[str, Any]) -> str:
         f"{'run':<11} {'sender -> receiver':<43} {'corpus':<12} {'files/s':>9} {'MB/s':>8} "
         f"{'ratio':>7} {'RSS MiB':>8} {'CPU s':>7}"
     )
-    lines += [head, "-" * len(head)]
+    lines += [head, "-" * len(head)] if report["runs"] else []
     for r in report["runs"]:
         row = (
             f"{r['run']:<11} {r['label']:<43} {r['corpus']:<12} "
@@ -186,7 +186,9 @@ def profile_small(
     st.sort_stats("tottime").print_stats(20)
     text = buf.getvalue()
     (workdir / "profile-small.txt").write_text(text)
-    top = [ln for ln in text.splitlines() if ln.strip()][-21:]
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    total = next((ln.strip() for ln in lines if "function calls" in ln), "")
+    top = [total, *lines[-21:]]
     return {"stats": str(stats_path), "seconds_profiled": s.seconds, "top": top, "error": s.error}
 
 

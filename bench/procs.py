@@ -75,17 +75,22 @@ def dcmtk_env() -> dict[str, str]:
 
 
 def child_env() -> dict[str, str]:
-    """Environment of our Python children: the runner's directory importable (so
-    ``python -m bench.child`` works from any cwd), output unbuffered."""
+    """Environment of our Python children: output unbuffered, TCP_NODELAY set (for any
+    DCMTK program they might start; our own sockets set it themselves)."""
     env = dcmtk_env()
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
+CHILD = Path(__file__).resolve().parent / "child.py"
+_LAUNCH = "import runpy, sys; sys.argv[0] = {path!r}; runpy.run_path({path!r}, run_name='__main__')"
+
+
 def child_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "bench.child", *args]
+    """Run ``bench/child.py`` by path, from a cwd outside the checkout (see ``run_measured``),
+    so that the child imports the *installed* ``scu`` and ``mock_scp`` (under tox: the
+    wheel), not the source tree that ``python -m bench`` put on the runner's path."""
+    return [sys.executable, "-c", _LAUNCH.format(path=str(CHILD)), *args]
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -132,7 +137,7 @@ class Finished:
     stderr: str
 
     def json_tail(self) -> dict[str, Any]:
-        """The last line of stdout as JSON: what a ``bench.child`` reports."""
+        """The last line of stdout as JSON: what ``bench/child.py`` reports."""
         for line in reversed(self.stdout.strip().splitlines()):
             if line.startswith("{"):
                 data: dict[str, Any] = json.loads(line)
@@ -151,7 +156,7 @@ def run_measured(
     out_path, err_path = logdir / f"{tag}.out", logdir / f"{tag}.err"
     with out_path.open("wb") as out, err_path.open("wb") as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(list(cmd), env=env, stdout=out, stderr=err)
+        proc = subprocess.Popen(list(cmd), env=env, stdout=out, stderr=err, cwd=logdir)
         box: list[tuple[int, int, Any, float]] = []
 
         def reap() -> None:
@@ -225,7 +230,7 @@ def storescp(logdir: Path, tag: str) -> Iterator[Receiver]:
     logdir.mkdir(parents=True, exist_ok=True)
     with (logdir / f"{tag}.storescp.log").open("wb") as log:
         cmd = [dcmtk_tool("storescp"), "--fork", "--ignore", "+xa", "-pdu", str(PDU), str(port)]
-        proc = subprocess.Popen(cmd, env=dcmtk_env(), stdout=log, stderr=log)
+        proc = subprocess.Popen(cmd, env=dcmtk_env(), stdout=log, stderr=log, cwd=logdir)
         try:
             wait_for_port(port, proc, timeout=10)
             yield Receiver("storescp", port, proc)
@@ -235,7 +240,7 @@ def storescp(logdir: Path, tag: str) -> Iterator[Receiver]:
 
 @contextmanager
 def mock_server(logdir: Path, tag: str) -> Iterator[Receiver]:
-    """Our MockScp in a child process (``bench.child serve``), journal on. It prints its
+    """Our MockScp in a child process (``bench/child.py serve``), journal on. It prints its
     port, serves until its stdin closes, then prints a JSON summary, which lands in the
     receiver's ``summary`` when this context exits."""
     logdir.mkdir(parents=True, exist_ok=True)
@@ -247,6 +252,7 @@ def mock_server(logdir: Path, tag: str) -> Iterator[Receiver]:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=err,
+            cwd=logdir,
         )
         assert proc.stdout is not None
         line = proc.stdout.readline()

@@ -57,6 +57,7 @@ class Sample:
     """One measurement of one run on one corpus."""
 
     seconds: float = 0.0
+    process_seconds: float = 0.0
     cpu_seconds: float = 0.0
     peak_rss_kb: int = 0
     error: str | None = None
@@ -117,7 +118,11 @@ def measure(
         return Sample(error=str(exc))
     except OSError as exc:
         return Sample(error=f"{type(exc).__name__}: {exc}")
-    sample = Sample(cpu_seconds=done.cpu_seconds, peak_rss_kb=done.peak_rss_kb)
+    sample = Sample(
+        cpu_seconds=done.cpu_seconds,
+        peak_rss_kb=done.peak_rss_kb,
+        process_seconds=done.wall_seconds,
+    )
     if run.sender == "dcmtk":
         # Spawn to exit: DCMTK starts in milliseconds, and reads its files in that time.
         sample.seconds = done.wall_seconds
@@ -217,6 +222,7 @@ class RunResult:
             "samples": [
                 {
                     "seconds": s.seconds,
+                    "process_seconds": s.process_seconds,
                     "cpu_seconds": s.cpu_seconds,
                     "peak_rss_kb": s.peak_rss_kb,
                     "error": s.error,
