@@ -1,0 +1,41 @@
+"""The one exception of the mock SCP package."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .journal import Violation
+
+__all__ = ["MockScpError"]
+
+
+class MockScpError(AssertionError):
+    """Raised by ``MockScp.check()`` in the test thread: what went wrong on the server.
+
+    ``errors`` are exceptions from server threads (a raising ``when`` predicate or
+    listener included), ``unmet`` the rules whose ``expect`` count was not met, and
+    ``violations`` what the SCU did against the standard. It derives from
+    ``AssertionError`` so pytest reports it as a failed check.
+    """
+
+    def __init__(
+        self,
+        *,
+        errors: Sequence[BaseException] = (),
+        unmet: Sequence[str] = (),
+        violations: Sequence[Violation] = (),
+    ) -> None:
+        self.errors = list(errors)
+        self.unmet = list(unmet)
+        self.violations = list(violations)
+        lines = ["mock SCP check failed:"]
+        for exc in self.errors:
+            where = traceback.extract_tb(exc.__traceback__)
+            at = f" (at {where[-1].filename}:{where[-1].lineno})" if where else ""
+            lines.append(f"  server thread error: {type(exc).__name__}: {exc}{at}")
+        lines += [f"  unmet expectation: {msg}" for msg in self.unmet]
+        lines += [f"  SCU violation: {v}" for v in self.violations]
+        super().__init__("\n".join(lines))
