@@ -90,6 +90,8 @@ def machine() -> dict[str, Any]:
         "dcmtk": banner.strip("$ "),
         "pydicom": pydicom.__version__,
         "pynetdicom": pynetdicom.__version__,
+        # Other work on a 2-core machine skews every figure; the load says how much.
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -107,6 +109,7 @@ def render(report: dict[str, Any]) -> str:
         f"scukit bench, {m['date']}, {m['cpus']} CPUs, Python {m['python']}, {m['dcmtk']}, "
         f"pynetdicom {m['pynetdicom']}; median of {report['repeat']}"
         + (" (smoke)" if report["smoke"] else ""),
+        f"load average at start {m.get('load_average_at_start')}, at end {m.get('load_average')}",
         "",
     ]
     for name, c in report["corpora"].items():
@@ -214,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         wanted.append("small")  # the checks and the profile use the small files
     corpora = {name: corpus.build(specs[name], workdir, log=_log) for name in wanted}
 
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     samples: dict[tuple[str, str], RunResult] = {}
     for rep in range(repeat):
         for cname in args.corpus:
@@ -263,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
     report: dict[str, Any] = {
-        "machine": machine(),
+        "machine": {**machine(), "load_average_at_start": load_at_start},
         "repeat": repeat,
         "smoke": args.smoke,
         "corpora": {

@@ -1,0 +1,120 @@
+"""The benchmark runner cannot rot: a smoke run (tiny corpora, one round, every run and
+check) must produce a figure for each. Shape only: no thresholds, no timing asserts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_NAMES = {"reference", "scu-c1", "scu-c2", "scu-c4", "dcmtk-mock", "scu-mock", "pynetdicom"}
+
+
+@pytest.fixture(scope="module")
+def smoke_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    workdir = tmp_path_factory.mktemp("bench")
+    # cwd=ROOT puts the runner (bench/, not an installed package) on the path; its
+    # children import the installed scu and mock_scp.
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--json", "--workdir", str(workdir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report: dict[str, Any] = json.loads(proc.stdout)
+    return report
+
+
+@pytest.mark.interop
+def test_every_run_on_every_corpus_has_a_figure(smoke_report: dict[str, Any]) -> None:
+    assert set(smoke_report["corpora"]) == {"ct", "small", "mixed"}
+    seen = {(r["run"], r["corpus"].removesuffix("-smoke")) for r in smoke_report["runs"]}
+    assert seen == {(run, c) for run in RUN_NAMES for c in ("ct", "small", "mixed")}
+    for r in smoke_report["runs"]:
+        where = f"{r['run']} on {r['corpus']}: {r['error']}"
+        assert r["error"] is None, where
+        assert r["files_per_second"] > 0, where
+        assert r["mb_per_second"] > 0, where
+        assert r["ratio"] is not None and r["ratio"] > 0, where
+        assert r["peak_rss_mib"] > 0, where
+        assert r["cpu_seconds"] >= 0, where
+        assert len(r["samples"]) == smoke_report["repeat"] == 1
+
+
+@pytest.mark.interop
+def test_reference_ratio_is_one(smoke_report: dict[str, Any]) -> None:
+    refs = [r for r in smoke_report["runs"] if r["run"] == "reference"]
+    assert len(refs) == 3
+    assert all(r["ratio"] == pytest.approx(1.0) for r in refs)
+
+
+@pytest.mark.interop
+def test_mock_receivers_journaled_every_store(smoke_report: dict[str, Any]) -> None:
+    for r in smoke_report["runs"]:
+        if r["receiver"] != "mock":
+            continue
+        (sample,) = r["samples"]
+        assert sample["receiver"]["received"] == r["files"], r["run"]
+
+
+@pytest.mark.interop
+def test_memory_and_scale_checks_report_figures(smoke_report: dict[str, Any]) -> None:
+    checks = {c["check"]: c for c in smoke_report["checks"]}
+    assert set(checks) == {"queue", "scale"}
+    queue, scale = checks["queue"], checks["scale"]
+    assert queue["error"] is None, queue
+    assert queue["queued_rss_mib"] > 0 and queue["files"] > 0
+    assert scale["error"] is None, scale
+    assert all(v and v > 0 for v in scale["files_per_second"].values())
+    assert scale["ratio_long_to_short"] > 0
+
+
+def test_table_renders_errors_and_figures() -> None:
+    """The human table shows a failed run's reason instead of a figure."""
+    from bench.cli import render
+
+    run = {
+        "run": "scu-c1",
+        "label": "StoreScu c=1 -> DCMTK storescp --ignore",
+        "corpus": "ct",
+        "files_per_second": None,
+        "mb_per_second": None,
+        "ratio": None,
+        "peak_rss_mib": None,
+        "cpu_seconds": None,
+        "error": "1/1 failed: connection refused",
+    }
+    ref = {
+        **run,
+        "run": "reference",
+        "files_per_second": 850.0,
+        "mb_per_second": 446.0,
+        "ratio": 1.0,
+        "peak_rss_mib": 15.0,
+        "cpu_seconds": 0.2,
+        "error": None,
+    }
+    report = {
+        "machine": {
+            "date": "2026-01-01 00:00 UTC",
+            "cpus": 2,
+            "python": "3.11",
+            "dcmtk": "x",
+            "pynetdicom": "3.0.4",
+        },
+        "repeat": 1,
+        "smoke": True,
+        "corpora": {"ct": {"files": 4, "bytes": 2_000_000, "description": "d"}},
+        "runs": [ref, run],
+        "checks": [],
+    }
+    text = render(report)
+    assert "850.0" in text and "1.000x" in text
+    assert "! 1/1 failed: connection refused" in text
