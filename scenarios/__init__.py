@@ -1,1 +1,45 @@
-"""scenarios package."""
+"""Declarative scenarios: a mock PACS's behaviour, what to send, and what must be observed.
+
+>>> import scenarios
+>>> report = scenarios.run("clean-accept")          # a library name or a path
+>>> report.ok, [(e.name, e.expected, e.observed) for e in report.failures]
+
+- :func:`load` validates a YAML file (errors name file, line and field: :class:`ScenarioError`);
+- :func:`build_mock_scp` gives the scenario's configured, unstarted ``MockScp``;
+- :func:`run` runs it in-process or against an external sender (``scu_command``);
+- :func:`pytest_params` parametrises a downstream pytest suite over a folder;
+- :func:`json_schema` is the published schema of the format.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ScenarioError, ScenarioIssue
+from .loader import LibraryEntry, build_mock_scp, library, library_dir, load, load_text, resolve
+from .model import Scenario
+from .pytest_support import pytest_params
+from .runner import ExpectationResult, ScenarioReport, run
+
+__all__ = [
+    "ExpectationResult",
+    "LibraryEntry",
+    "Scenario",
+    "ScenarioError",
+    "ScenarioIssue",
+    "ScenarioReport",
+    "build_mock_scp",
+    "json_schema",
+    "library",
+    "library_dir",
+    "load",
+    "load_text",
+    "pytest_params",
+    "resolve",
+    "run",
+]
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a scenario file (generated from the pydantic models)."""
+    return Scenario.model_json_schema()

@@ -1,0 +1,342 @@
+"""Load scenario files (with errors naming file, line and field), find library scenarios,
+materialise the files a scenario sends, and build its MockScp."""
+
+from __future__ import annotations
+
+import os
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+from ._yaml import Marks, load_with_marks
+from .errors import ScenarioError, ScenarioIssue
+from .model import FileSpec, Rule, Scenario
+
+if TYPE_CHECKING:
+    from mock_scp import MockScp
+
+__all__ = [
+    "LibraryEntry",
+    "build_mock_scp",
+    "library",
+    "library_dir",
+    "load",
+    "load_text",
+    "materialize_files",
+    "pydicom_test_file",
+    "resolve",
+]
+
+
+def library_dir() -> Path:
+    """The folder of the shipped library scenarios (package data)."""
+    return Path(str(resources.files("scenarios") / "library"))
+
+
+@dataclass(frozen=True)
+class LibraryEntry:
+    """A shipped scenario: its name, the first line of its description, its file."""
+
+    name: str
+    summary: str
+    path: Path
+
+
+def library() -> list[LibraryEntry]:
+    """Every library scenario, sorted by name (each file is loaded and validated)."""
+    entries = []
+    for path in sorted(library_dir().glob("*.yaml")):
+        sc = load(path)
+        # The first sentence, however the YAML wrapped it.
+        text = " ".join(sc.description.split())
+        summary = text.split(". ", 1)[0].rstrip(".") + "."
+        entries.append(LibraryEntry(sc.name, summary, path))
+    return sorted(entries, key=lambda e: e.name)
+
+
+def resolve(name_or_path: str | os.PathLike[str]) -> Path:
+    """A scenario file from a path, or from a library scenario's name (or file stem)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    text = str(name_or_path)
+    candidate = library_dir() / f"{text}.yaml"
+    if candidate.is_file():
+        return candidate
+    for entry in sorted(library_dir().glob("*.yaml")):
+        data, _ = load_with_marks(entry.read_text(encoding="utf-8"), entry)
+        if isinstance(data, dict) and data.get("name") == text:
+            return entry
+    known = ", ".join(p.stem for p in sorted(library_dir().glob("*.yaml")))
+    raise ScenarioError.single(
+        text, f"no such scenario file or library scenario (library: {known})"
+    )
+
+
+# --- validation errors -> file, line, field -------------------------------------------
+
+
+def _field_name(loc: Sequence[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _allowed_fields(loc: Sequence[str | int]) -> list[str]:
+    model: type[BaseModel] | None = Scenario
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(part)
+        model = _model_in(field.annotation) if field is not None else None
+    return list(model.model_fields) if model is not None else []
+
+
+def _message(err: Any) -> str:
+    kind = err["type"]
+    loc = err["loc"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_fields(loc[:-1])
+        hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+        return f"unknown field {loc[-1]!r}{hint}"
+    if kind == "missing":
+        return "required field is missing"
+    msg = str(err["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    given = err.get("input")
+    if kind not in ("value_error", "assertion_error") and not isinstance(given, dict | list):
+        msg += f" (got {given!r})"
+    return msg
+
+
+def _issues(exc: ValidationError, file: str, marks: Marks) -> list[ScenarioIssue]:
+    out = []
+    seen = set()
+    for err in exc.errors():
+        # pydantic adds the union member or validator to loc for some errors; keep data keys
+        loc = tuple(
+            p for p in err["loc"] if isinstance(p, int) or not str(p).startswith("function-")
+        )
+        issue = ScenarioIssue(file, marks.line(loc), _field_name(loc), _message(err))
+        if issue not in seen:
+            seen.add(issue)
+            out.append(issue)
+    return out
+
+
+@cache
+def _pydicom_files() -> dict[str, str]:
+    """Names of pydicom's bundled test files that are present offline."""
+    import pydicom
+    from pydicom.data import get_testdata_files
+
+    base = Path(pydicom.__file__).parent.resolve()
+    found: dict[str, str] = {}
+    for p in get_testdata_files():
+        path = Path(p).resolve()
+        if path.is_relative_to(base) and path.is_file():
+            found.setdefault(path.name, str(path))
+    return found
+
+
+def pydicom_test_file(name: str) -> Path:
+    """Path of a pydicom test file available offline; ``KeyError`` if there is none."""
+    return Path(_pydicom_files()[name])
+
+
+def _check_files(sc: Scenario, file: str, marks: Marks) -> list[ScenarioIssue]:
+    issues = []
+    for i, spec in enumerate(sc.files):
+        if spec.path is not None:
+            path = sc.base_dir / spec.path
+            if not path.is_file():
+                issues.append(
+                    ScenarioIssue(
+                        file,
+                        marks.line(("files", i, "path")),
+                        f"files[{i}].path",
+                        f"file not found: {spec.path} (looked for {path})",
+                    )
+                )
+        elif spec.pydicom is not None and spec.pydicom not in _pydicom_files():
+            issues.append(
+                ScenarioIssue(
+                    file,
+                    marks.line(("files", i, "pydicom")),
+                    f"files[{i}].pydicom",
+                    f"pydicom has no test file {spec.pydicom!r} available offline",
+                )
+            )
+    return issues
+
+
+def load_text(
+    text: str, file: str | Path = "<scenario>", *, base_dir: Path | None = None
+) -> Scenario:
+    """Validate scenario YAML ``text``; ``file`` names it in errors and anchors relative
+    paths (``base_dir`` overrides the anchor)."""
+    name = str(file)
+    data, marks = load_with_marks(text, name)
+    if not isinstance(data, dict):
+        raise ScenarioError.single(name, "a scenario file is a YAML mapping", line=1)
+    try:
+        sc = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(_issues(exc, name, marks)) from None
+    anchor = (base_dir / "scenario.yaml") if base_dir is not None else Path(file)
+    sc._source = anchor.resolve() if anchor.name != "<scenario>" else None
+    issues = _check_files(sc, name, marks)
+    if issues:
+        raise ScenarioError(issues)
+    return sc
+
+
+def load(path: str | os.PathLike[str]) -> Scenario:
+    """Load and validate one scenario file (a path, or a library scenario's name).
+
+    Raises :class:`ScenarioError` listing every problem with file, line and field.
+    """
+    file = resolve(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError.single(file, f"cannot read: {exc}") from exc
+    return load_text(text, file)
+
+
+# --- running parts ---------------------------------------------------------------------
+
+
+def _generate(spec: FileSpec, directory: Path) -> list[Path]:
+    from mock_scp import datagen
+
+    gen = spec.generate
+    assert gen is not None
+    directory.mkdir(parents=True, exist_ok=True)
+    options: dict[str, Any] = gen.model_dump(exclude_none=True, exclude={"count"})
+    written = datagen.write_files(directory, count=gen.count, **options)
+    return [Path(p) for p in written]
+
+
+def materialize_files(scenario: Scenario, workdir: Path) -> list[Path]:
+    """The files the scenario sends, in queue order; generated ones are written to
+    ``workdir``."""
+    out: list[Path] = []
+    for i, spec in enumerate(scenario.files):
+        if spec.path is not None:
+            paths = [scenario.base_dir / spec.path]
+        elif spec.pydicom is not None:
+            paths = [pydicom_test_file(spec.pydicom)]
+        else:
+            paths = _generate(spec, workdir / f"files-{i:03d}")
+        for _ in range(spec.repeat):
+            out.extend(paths)
+    return out
+
+
+def _expect_arg(rule: Rule) -> int | tuple[int, int | None] | None:
+    if rule.expect is None or isinstance(rule.expect, int):
+        return rule.expect
+    return (rule.expect.min, rule.expect.max)
+
+
+def _apply_rule(scp: MockScp, rule: Rule) -> None:
+    builder = scp.on_store(
+        nth=rule.nth,
+        sop_class_uid=rule.sop_class_uid,
+        sop_instance_uid=rule.sop_instance_uid,
+        transfer_syntax=rule.transfer_syntax,
+        calling_ae_title=rule.calling_ae_title,
+        probability=rule.probability,
+        times=rule.times,
+        expect=_expect_arg(rule),
+    )
+    if rule.respond is not None:
+        builder.respond(rule.respond.status, comment=rule.respond.comment)
+    elif rule.warn is not None:
+        builder.warn(rule.warn.status, comment=rule.warn.comment)
+    elif rule.fail is not None:
+        builder.fail(rule.fail.status, comment=rule.fail.comment)
+    elif rule.stall is not None:
+        builder.stall(rule.stall)
+    elif rule.slow_read is not None:
+        builder.slow_read(rule.slow_read)
+    elif rule.abort is not None:
+        builder.abort(during_dataset=rule.abort.during_dataset)
+    elif rule.disconnect is not None:
+        builder.disconnect(rst=rule.disconnect.rst)
+    elif rule.garbage is not None:
+        data = bytes.fromhex(rule.garbage.data) if rule.garbage.data is not None else None
+        builder.garbage(data)
+    else:
+        builder.accept()
+
+
+def build_mock_scp(
+    path_or_scenario: Scenario | str | os.PathLike[str],
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    ae_title: str | None = None,
+    store_dir: str | os.PathLike[str] | None = None,
+) -> MockScp:
+    """A configured, **unstarted** MockScp for a scenario (its options, rules and
+    association rejects). Start it with ``with scp:`` (or ``scp.start()``). Keyword
+    arguments override the scenario (``scukit serve --host/--port/--ae-title/--store-dir``).
+    """
+    from mock_scp import MockScp
+
+    sc = path_or_scenario if isinstance(path_or_scenario, Scenario) else load(path_or_scenario)
+    cfg = sc.scp
+    options: dict[str, Any] = {}
+    for key in (
+        "max_pdu_length",
+        "transfer_syntaxes",
+        "sop_classes",
+        "accept_unknown_sop_classes",
+        "require_called_ae_title",
+        "require_calling_ae_titles",
+        "max_associations",
+        "seed",
+        "strict",
+        "acse_timeout",
+        "dimse_timeout",
+        "network_timeout",
+    ):
+        value = getattr(cfg, key)
+        if value is not None:
+            options[key] = value
+    chosen_dir = store_dir if store_dir is not None else cfg.store_dir
+    if chosen_dir is not None:
+        options["store_dir"] = str(sc.base_dir / chosen_dir)
+    scp = MockScp(
+        ae_title or cfg.ae_title,
+        host=host or cfg.host or "127.0.0.1",
+        port=port if port is not None else (cfg.port or 0),
+        **options,
+    )
+    for rule in cfg.rules:
+        _apply_rule(scp, rule)
+    for rej in cfg.reject_associations:
+        scp.reject_associations(
+            result=rej.result, source=rej.source, reason=rej.reason, times=rej.times
+        )
+    return scp
