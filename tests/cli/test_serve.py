@@ -1,0 +1,272 @@
+"""``scukit serve`` as a subprocess, with DCMTK's echoscu/storescu as the clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pydicom
+import pytest
+from support.tools import dcmtk_env, dcmtk_tool
+
+pytestmark = pytest.mark.interop
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "valid"
+CT = FIXTURES / "ct_explicit_le.dcm"
+MR = FIXTURES / "mr_explicit_be.dcm"
+WAIT = 30.0  # generous upper bounds for a loaded CI machine, never asserted as timings
+
+
+def scukit() -> list[str]:
+    """The installed console script, next to this interpreter when possible."""
+    beside = Path(sys.executable).with_name("scukit")
+    found = str(beside) if beside.exists() else shutil.which("scukit")
+    assert found, "the scukit console script is not installed (pip install -e .)"
+    return [found]
+
+
+class Serve:
+    """A running ``serve`` process whose stdout lines are read on a thread."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        first = self.next_line()
+        assert first.startswith("listening on "), (first, self.proc.stderr)
+        self.first_line = first
+        self.host, _, port = first.removeprefix("listening on ").rpartition(":")
+        self.port = int(port)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def next_line(self) -> str:
+        line = self.lines.get(timeout=WAIT)
+        if line is None:
+            assert self.proc.stderr is not None
+            self.proc.wait(timeout=WAIT)
+            pytest.fail(f"serve ended early ({self.proc.returncode}): {self.proc.stderr.read()}")
+        self.seen.append(line)
+        return line
+
+    def wait_for(self, fragment: str) -> str:
+        """Read lines until one contains ``fragment`` (the live journal is asynchronous)."""
+        while True:
+            line = self.next_line()
+            if fragment in line:
+                return line
+
+    def stop(self, sig: int) -> tuple[int, list[str], str]:
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=WAIT)
+        self._reader.join(WAIT)
+        rest = []
+        while (line := self.lines.get_nowait()) is not None:
+            rest.append(line)
+        assert self.proc.stderr is not None
+        return code, self.seen + rest, self.proc.stderr.read()
+
+
+@contextmanager
+def serve(*args: str, command: list[str] | None = None) -> Iterator[Serve]:
+    server = Serve([*(command or [*scukit(), "serve"]), *args])
+    try:
+        yield server
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait(timeout=WAIT)
+
+
+def dcmtk(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [dcmtk_tool(tool), *args],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        env=dcmtk_env(),
+        check=False,
+    )
+
+
+def test_text_journal_and_sigterm_summary() -> None:
+    with serve() as server:
+        assert server.first_line == f"listening on 127.0.0.1:{server.port}"
+        assert server.port > 0
+        echo = dcmtk("echoscu", "-aec", "MOCK-SCP", server.host, str(server.port))
+        assert echo.returncode == 0, echo.stderr
+        sent = dcmtk(
+            "storescu", "-aec", "MOCK-SCP", server.host, str(server.port), str(CT), str(MR)
+        )
+        assert sent.returncode == 0, sent.stderr
+        server.wait_for("association 2 released")
+        code, lines, err = server.stop(signal.SIGTERM)
+    assert code == 0, err
+    text = "\n".join(lines)
+    assert "association 1 opened: ECHOSCU -> MOCK-SCP" in text
+    assert "association 1 released" in text
+    ct_uid = pydicom.dcmread(CT).SOPInstanceUID
+    assert f"store 1 (association 2, message 1): CTImageStorage {ct_uid}" in text
+    assert "store 2 (association 2, message 2): MRImageStorage" in text
+    assert "summary: 2 stores, 2 associations, 0 violations, 0 server errors" in text
+    assert "  statuses: 0x0000 x2" in text
+    assert "  associations: released x2" in text
+
+
+def test_json_lines_and_sigint_summary() -> None:
+    with serve("--json", "--ae-title", "PACS") as server:
+        sent = dcmtk("storescu", "-aec", "PACS", server.host, str(server.port), str(CT))
+        assert sent.returncode == 0, sent.stderr
+        server.wait_for('"association-released"')
+        code, lines, err = server.stop(signal.SIGINT)
+    assert code == 0, err
+    events = [json.loads(line) for line in lines[1:]]  # every line after the first is JSON
+    assert [e["event"] for e in events] == [
+        "association-opened",
+        "store",
+        "association-released",
+        "summary",
+    ]
+    opened, store, _, summary = events
+    assert opened["called_ae_title"] == "PACS" and opened["calling_ae_title"] == "STORESCU"
+    assert opened["accepted_contexts"]
+    assert store["sop_instance_uid"] == pydicom.dcmread(CT).SOPInstanceUID
+    assert (store["status"], store["action"]) == (0, "accept")
+    assert summary["stores"] == 1
+    assert summary["statuses"] == {"0x0000": 1}
+    assert summary["association_ends"] == {"released": 1}
+    assert summary["violations"] == [] and summary["errors"] == []
+
+
+def test_store_dir_receives_the_files(tmp_path: Path) -> None:
+    out = tmp_path / "received"
+    with serve("--store-dir", str(out)) as server:
+        sent = dcmtk("storescu", "-aec", "MOCK-SCP", server.host, str(server.port), str(CT))
+        assert sent.returncode == 0, sent.stderr
+        server.wait_for("released")
+        code, _, err = server.stop(signal.SIGTERM)
+    assert code == 0, err
+    written = list(out.rglob("*"))
+    files = [p for p in written if p.is_file()]
+    assert len(files) == 1
+    assert pydicom.dcmread(files[0]).SOPInstanceUID == pydicom.dcmread(CT).SOPInstanceUID
+
+
+def test_scenario_rules_reach_dcmtk(tmp_path: Path) -> None:
+    scenario = tmp_path / "full-disk.yaml"
+    scenario.write_text(
+        """\
+name: full-disk
+description: The second store is refused with Out of Resources.
+scp:
+  ae_title: PACS
+  rules:
+    - nth: 2
+      fail: {status: 0xA700, comment: "storage area full"}
+files:
+  - generate: {count: 2, sop_class: CTImageStorage}
+expect:
+  total: 2
+"""
+    )
+    with serve("--scenario", str(scenario), "--port", "0") as server:
+        sent = dcmtk(
+            "storescu", "-v", "-aec", "PACS", server.host, str(server.port), str(CT), str(MR)
+        )
+        server.wait_for("released")
+        code, lines, err = server.stop(signal.SIGTERM)
+    assert code == 0, err
+    # DCMTK sees exactly the status the rule gave, for the second file only.
+    responses = re.findall(r"Received Store Response \(([^)]*)\)", sent.stdout + sent.stderr)
+    assert responses == ["Success", "Refused: OutOfResources"], sent.stderr
+    text = "\n".join(lines)
+    assert 'status 0xA700 (fail) "storage area full"' in text
+    assert "statuses: 0x0000 x1, 0xA700 x1" in text
+
+
+def test_scenario_reject_surfaces_in_echoscu(tmp_path: Path) -> None:
+    scenario = tmp_path / "busy.yaml"
+    scenario.write_text(
+        """\
+name: busy
+description: Every association is rejected as transient congestion.
+scp:
+  ae_title: PACS
+  reject_associations:
+    - {result: transient, source: service-provider-presentation, reason: temporary-congestion}
+files:
+  - generate: {count: 1}
+expect:
+  raises: AssociationRejected
+"""
+    )
+    with serve("--scenario", str(scenario)) as server:
+        echo = dcmtk("echoscu", "-aec", "PACS", server.host, str(server.port))
+        server.wait_for("rejected")
+        code, lines, err = server.stop(signal.SIGTERM)
+    assert code == 0, err
+    assert echo.returncode != 0
+    assert "reject" in (echo.stdout + echo.stderr).lower()
+    assert "associations: rejected x1" in "\n".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--scenario", "/nonexistent/scenario.yaml"], "scenario.yaml"),
+        (["--ae-title", "A" * 17], "ae_title"),
+    ],
+)
+def test_configuration_errors_exit_2_before_listening(args: list[str], message: str) -> None:
+    done = subprocess.run(
+        [*scukit(), "serve", *args], capture_output=True, text=True, timeout=WAIT, check=False
+    )
+    assert done.returncode == 2
+    assert "listening on" not in done.stdout
+    assert message in done.stderr
+
+
+def test_runs_without_the_dispatcher() -> None:
+    with serve(command=[sys.executable, "-m", "mock_scp.cli"]) as server:
+        echo = dcmtk("echoscu", server.host, str(server.port))
+        assert echo.returncode == 0, echo.stderr
+        server.wait_for("released")
+        code, lines, err = server.stop(signal.SIGINT)
+    assert code == 0, err
+    assert lines[-4] == "summary: 0 stores, 1 associations, 0 violations, 0 server errors"
+
+
+def test_invalid_scenario_names_file_line_and_field(tmp_path: Path) -> None:
+    scenario = tmp_path / "typo.yaml"
+    scenario.write_text("name: typo\ndescription: x\nscp:\n  rulez: []\nfiles: []\nexpect: {}\n")
+    done = subprocess.run(
+        [*scukit(), "serve", "--scenario", str(scenario)],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert f"{scenario}:4" in done.stderr and "rulez" in done.stderr
