@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scu.status import StatusCategory, classify, describe, format_status
+
+# Reproducible and quick: these are unit tests, the property suite hunts harder.
+_FAST = settings(
+    max_examples=60,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 SUCCESS, WARNING, FAILURE = StatusCategory.SUCCESS, StatusCategory.WARNING, StatusCategory.FAILURE
 
@@ -74,6 +83,7 @@ def test_out_of_range_raises(status: int) -> None:
         describe(status)
 
 
+@_FAST
 @given(st.integers(min_value=0, max_value=0xFFFF))
 def test_only_0000_is_success_and_warnings_are_the_documented_ones(status: int) -> None:
     category = classify(status)

@@ -79,7 +79,9 @@ def test_called_ae_from_addr_and_from_keyword() -> None:
 
 
 def test_called_ae_in_addr_contradicting_keyword_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"called_ae_title 'OTHER' contradicts the AE title in addr"):
+    with pytest.raises(
+        ValueError, match=r"called_ae_title 'OTHER' contradicts the AE title in addr"
+    ):
         StoreScu("PACS@127.0.0.1:104", called_ae_title="OTHER")
 
 

@@ -44,7 +44,12 @@ def test_names_resolve_to_their_uid(name: str, uid: str) -> None:
 
 @pytest.mark.parametrize(
     "spelling",
-    ["explicitvrlittleendian", "EXPLICITVRLITTLEENDIAN", "ExplicitVrLittleEndian", "  ExplicitVRLittleEndian "],
+    [
+        "explicitvrlittleendian",
+        "EXPLICITVRLITTLEENDIAN",
+        "ExplicitVrLittleEndian",
+        "  ExplicitVRLittleEndian ",
+    ],
 )
 def test_names_are_case_insensitive_and_trimmed(spelling: str) -> None:
     assert resolve_transfer_syntax(spelling) == EXPLICIT_VR_LE
@@ -129,7 +134,11 @@ def test_syntax_name(uid: str, name: str) -> None:
 
 
 def test_syntax_name_round_trips_through_resolve() -> None:
-    for uid in (pydicom_uid.RLELossless, pydicom_uid.JPEGLSLossless, pydicom_uid.DeflatedExplicitVRLittleEndian):
+    for uid in (
+        pydicom_uid.RLELossless,
+        pydicom_uid.JPEGLSLossless,
+        pydicom_uid.DeflatedExplicitVRLittleEndian,
+    ):
         assert resolve_transfer_syntax(syntax_name(uid)) == uid
 
 
