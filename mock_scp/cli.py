@@ -246,7 +246,9 @@ def summary(scp: MockScp) -> dict[str, Any]:
     """The journal in numbers: what ``serve`` prints when it stops."""
     received = list(scp.received)
     associations = list(scp.associations)
-    statuses = Counter(_status_text(r.status) for r in received)
+    statuses = Counter(
+        "no response" if r.status is None else _status_text(r.status) for r in received
+    )
     ended = Counter(a.ended or "open" for a in associations)
     return {
         "event": "summary",

@@ -270,3 +270,52 @@ def test_invalid_scenario_names_file_line_and_field(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert f"{scenario}:4" in done.stderr and "rulez" in done.stderr
+
+
+def test_sigterm_with_an_association_open_aborts_it_and_exits_0(tmp_path: Path) -> None:
+    scenario = tmp_path / "stall.yaml"
+    scenario.write_text(
+        """\
+name: stall
+description: The first store stalls for longer than anyone waits.
+scp:
+  ae_title: PACS
+  rules:
+    - nth: 1
+      stall: 600
+files:
+  - generate: {count: 1}
+expect:
+  total: 1
+"""
+    )
+    with serve("--scenario", str(scenario)) as server:
+        sender = subprocess.Popen(
+            [dcmtk_tool("storescu"), "-v", "-aec", "PACS", server.host, str(server.port), str(CT)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,  # DCMTK logs to stderr, unbuffered
+            text=True,
+            env=dcmtk_env(),
+        )
+        try:
+            assert sender.stderr is not None
+            log = []
+            # Stop the server only once the request is on the wire, so the store is in
+            # the journal (stalled) when SIGTERM arrives.
+            while not any("Sending Store Request" in line for line in log):
+                line = sender.stderr.readline()
+                assert line, f"storescu ended early: {log}"
+                log.append(line)
+            server.wait_for("association 1 opened")
+            code, lines, err = server.stop(signal.SIGTERM)
+            sender_out = "".join(log) + sender.communicate(timeout=WAIT)[1]
+        finally:
+            if sender.poll() is None:
+                sender.kill()
+    assert code == 0, err
+    text = "\n".join(lines)
+    assert "association 1 aborted" in text
+    assert "statuses: no response x1" in text
+    assert "associations: aborted x1" in text
+    # The sender sees an abort for the file in flight, not a hang.
+    assert "Store Failed" in sender_out, sender_out
