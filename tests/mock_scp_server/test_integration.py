@@ -1,0 +1,615 @@
+"""MockScp on loopback with clients that are not ours: plain pynetdicom, and a raw
+socket client for what pynetdicom would never send."""
+
+from __future__ import annotations
+
+import gc
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
+from pynetdicom import AE, build_context
+from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification
+
+from mock_scp import AssociationRecord, MockScp, MockScpError, ReceivedStore, StoreRequest
+
+CT = "1.2.840.10008.5.1.4.1.1.2"
+
+
+def _ae(**kw: Any) -> AE:
+    ae = AE(ae_title=kw.pop("ae_title", "PYNETDICOM"))
+    ae.acse_timeout = 5
+    ae.dimse_timeout = kw.pop("dimse_timeout", 5)
+    ae.network_timeout = 5
+    contexts = kw.pop("contexts", None)
+    if contexts is None:
+        ae.add_requested_context(CTImageStorage, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        ae.add_requested_context(MRImageStorage)
+        ae.add_requested_context(Verification)
+    else:
+        ae.requested_contexts = contexts
+    return ae
+
+
+def _assoc(scp: MockScp, **kw: Any) -> Any:
+    called = kw.pop("called", "ANY-SCP")
+    max_pdu = kw.pop("max_pdu", 16384)
+    return _ae(**kw).associate("127.0.0.1", scp.port, ae_title=called, max_pdu=max_pdu)
+
+
+def _send(scp: MockScp, datasets: list[Any], **kw: Any) -> list[int | None]:
+    assoc = _assoc(scp, **kw)
+    assert assoc.is_established
+    out: list[int | None] = []
+    for i, ds in enumerate(datasets, 1):
+        st = assoc.send_c_store(ds, msg_id=i)
+        out.append(int(st.Status) if "Status" in st else None)
+        if not assoc.is_established:
+            break
+    if assoc.is_established:
+        assoc.release()
+    return out
+
+
+def test_context_manager_binds_loopback_and_free_port() -> None:
+    with MockScp(ae_title="PACS") as scp:
+        assert scp.port > 0
+        assert scp.addr == f"127.0.0.1:{scp.port}"
+        assert scp.ae_title == "PACS"
+        assert scp.running
+    assert not scp.running
+
+
+def test_echo_and_accept(scp: MockScp, h: Any) -> None:
+    assoc = _assoc(scp)
+    assert assoc.send_c_echo().Status == 0
+    ds = h.make_dataset()
+    assert assoc.send_c_store(ds).Status == 0
+    assoc.release()
+    [store] = scp.received
+    assert (store.sop_class_uid, store.sop_instance_uid) == (CT, ds.SOPInstanceUID)
+    assert store.status == 0 and store.action == "accept"
+    assert store.transfer_syntax == ExplicitVRLittleEndian  # preferred over the proposal order
+    assert store.calling_ae_title == "PYNETDICOM" and store.called_ae_title == "ANY-SCP"
+    assert store.dataset().PatientName == "Mock^Test"
+    assert scp.associations[0].ended == "released"
+    scp.check()
+
+
+def test_statuses_comments_and_names(scp: MockScp, h: Any) -> None:
+    scp.on_store(nth=1).respond(0xB006, comment="discarded some")
+    scp.on_store(nth=2).fail("out-of-resources", comment="disk full")
+    scp.on_store(nth=3).warn("data-set-does-not-match-sop-class-warning")
+    scp.on_store(nth=4).respond(0xC123)
+    scp.on_store(nth=5).fail("cancel")
+    assoc = _assoc(scp)
+    statuses = []
+    for i in range(6):
+        rsp = assoc.send_c_store(h.make_dataset(), msg_id=i + 1)
+        statuses.append((int(rsp.Status), rsp.get("ErrorComment")))
+    assoc.release()
+    assert statuses == [
+        (0xB006, "discarded some"),
+        (0xA700, "disk full"),
+        (0xB007, None),
+        (0xC123, None),
+        (0xFE00, None),
+        (0x0000, None),
+    ]
+    assert [r.status for r in scp.received] == [s for s, _ in statuses]
+    assert [r.action for r in scp.received] == [
+        "respond",
+        "fail",
+        "warn",
+        "respond",
+        "fail",
+        "accept",
+    ]
+
+
+def test_rule_matchers(scp: MockScp, h: Any) -> None:
+    special = h.make_dataset()
+    scp.on_store(sop_instance_uid=special.SOPInstanceUID).fail(0xA900)
+    scp.on_store(sop_class_uid="MRImageStorage").fail("sop-class-not-supported")
+    scp.on_store(transfer_syntax=ImplicitVRLittleEndian).fail(0xC001)
+    scp.on_store(calling_ae_title="OTHER").fail(0xC002)
+    scp.on_store(when=lambda r: r.message_id == 9).warn()
+    mr = h.make_dataset("1.2.840.10008.5.1.4.1.1.4")
+    assoc = _assoc(scp)
+    got = [
+        assoc.send_c_store(h.make_dataset(), msg_id=1).Status,
+        assoc.send_c_store(special, msg_id=2).Status,
+        assoc.send_c_store(mr, msg_id=3).Status,
+        assoc.send_c_store(h.make_dataset(), msg_id=9).Status,
+    ]
+    assoc.release()
+    assert got == [0, 0xA900, 0x0122, 0xB000]
+    implicit_only = [build_context(CTImageStorage, ImplicitVRLittleEndian)]
+    assert _send(scp, [h.make_dataset()], contexts=implicit_only) == [0xC001]
+    assert _send(scp, [h.make_dataset()], ae_title="OTHER") == [0xC002]
+
+
+def test_nth_counts_across_associations_and_times(scp: MockScp, h: Any) -> None:
+    scp.on_store(nth=3).fail(0xA700)
+    scp.on_store(times=1).warn()  # oneshot: the first store only
+    assert _send(scp, [h.make_dataset(), h.make_dataset()]) == [0xB000, 0]
+    assert _send(scp, [h.make_dataset(), h.make_dataset()]) == [0xA700, 0]
+    assert [r.nth for r in scp.received] == [1, 2, 3, 4]
+    assert len({r.association_id for r in scp.received}) == 2
+
+
+def test_probability_is_deterministic_with_a_seed(
+    scp_factory: Callable[..., MockScp], h: Any
+) -> None:
+    runs = []
+    for _ in range(2):
+        scp = scp_factory(seed=42)
+        scp.on_store(probability=0.5).fail(0xA700)
+        runs.append(_send(scp, [h.make_dataset() for _ in range(12)]))
+    assert runs[0] == runs[1]
+    assert set(runs[0]) == {0, 0xA700}
+
+
+def test_rules_added_and_reset_while_running(scp: MockScp, h: Any) -> None:
+    assoc = _assoc(scp)
+    assert assoc.send_c_store(h.make_dataset()).Status == 0
+    scp.on_store().fail(0xA700)
+    assert assoc.send_c_store(h.make_dataset()).Status == 0xA700
+    scp.reset()
+    assert scp.received == [] and scp.rules == []
+    assert assoc.send_c_store(h.make_dataset()).Status == 0
+    assoc.release()
+    assert [r.nth for r in scp.received] == [1]
+
+
+def test_expect_counts_are_checked(scp: MockScp, h: Any) -> None:
+    scp.on_store(nth=1, expect=1).accept()
+    scp.on_store(nth=5, expect=1).fail(0xA700)
+    scp.on_store(expect=range(1, 3)).warn()
+    _send(scp, [h.make_dataset(), h.make_dataset()])
+    with pytest.raises(MockScpError) as info:
+        scp.check()
+    assert info.value.unmet and "nth=5" in info.value.unmet[0]
+    assert len(info.value.unmet) == 1
+
+
+def test_raising_predicate_surfaces_in_check(scp: MockScp, h: Any) -> None:
+    def bad(req: StoreRequest) -> bool:
+        raise KeyError("oops")
+
+    scp.on_store(when=bad).fail(0xA700)
+    assert _send(scp, [h.make_dataset()]) == [0]  # the rule does not match; default accept
+    with pytest.raises(MockScpError, match="KeyError"):
+        scp.check()
+
+
+def test_stall_then_next_rule(scp: MockScp, h: Any) -> None:
+    scp.on_store(nth=1).stall(0.2)
+    scp.on_store(nth=1).fail("processing-failure")
+    assert _send(scp, [h.make_dataset(), h.make_dataset()]) == [0x0110, 0]
+    assert scp.received[0].stalled_seconds == pytest.approx(0.2)
+
+
+def test_stall_beyond_the_scu_dimse_timeout(scp: MockScp, h: Any) -> None:
+    scp.on_store(nth=1).stall(1.5)
+    assoc = _assoc(scp, dimse_timeout=0.3)
+    rsp = assoc.send_c_store(h.make_dataset())
+    assert "Status" not in rsp  # pynetdicom gave up and aborted
+    assert assoc.is_aborted
+    assert scp.wait_idle(5)
+    assert scp.associations[0].ended == "aborted"
+    assert "SCU" in (scp.associations[0].end_detail or "")
+
+
+def test_slow_read_still_completes(scp: MockScp, h: Any) -> None:
+    scp.on_store(nth=1).slow_read(200_000)
+    ds = h.make_dataset(size=40_000)
+    assert _send(scp, [ds]) == [0]
+    assert scp.received[0].complete
+    assert scp.received[0].dataset().SOPInstanceUID == ds.SOPInstanceUID
+
+
+def test_abort_instead_of_response(scp: MockScp, h: Any) -> None:
+    scp.on_store(nth=2).abort()
+    assoc = _assoc(scp)
+    assert assoc.send_c_store(h.make_dataset()).Status == 0
+    rsp = assoc.send_c_store(h.make_dataset())
+    assert "Status" not in rsp
+    assert scp.wait_idle(5)
+    assert scp.associations[0].ended == "aborted"
+    assert scp.received[1].status is None and scp.received[1].action == "abort"
+    scp.check()  # the SCU did nothing wrong
+
+
+def test_abort_during_dataset(scp: MockScp, h: Any) -> None:
+    scp.on_store(nth=1).abort(during_dataset=True)
+    assoc = _assoc(scp)
+    rsp = assoc.send_c_store(h.make_dataset(size=200_000))
+    assert "Status" not in rsp
+    assert scp.wait_idle(5)
+    [store] = scp.received
+    assert store.action == "abort" and not store.complete
+    assert 0 < len(store.raw) < 200_000
+    assert scp.associations[0].ended == "aborted"
+    with pytest.raises(ValueError, match="not received in full"):
+        store.dataset()
+
+
+@pytest.mark.parametrize("rst", [False, True])
+def test_disconnect(scp: MockScp, h: Any, rst: bool) -> None:
+    scp.on_store(nth=1).disconnect(rst=rst)
+    assoc = _assoc(scp)
+    rsp = assoc.send_c_store(h.make_dataset())
+    assert "Status" not in rsp
+    assert scp.wait_idle(5)
+    assert scp.associations[0].ended == "dropped"
+    assert scp.received[0].action == "disconnect"
+    assert ("reset" in (scp.associations[0].end_detail or "")) is rst
+    scp.check()
+
+
+def test_disconnect_rst_is_seen_as_a_reset(scp: MockScp, raw: Callable[[int], Any], h: Any) -> None:
+    scp.on_store().disconnect(rst=True)
+    c = raw(scp.port)
+    assert c.associate()[0] == 2
+    c.store(1, CT, "1.2.3", h.explicit_dataset("1.2.3"))
+    with pytest.raises(ConnectionResetError):
+        c.read_pdu()
+
+
+def test_garbage(scp: MockScp, raw: Callable[[int], Any], h: Any) -> None:
+    scp.on_store().garbage(b"\xffJUNKJUNK")
+    c = raw(scp.port)
+    assert c.associate()[0] == 2
+    c.store(1, CT, "1.2.3", h.explicit_dataset("1.2.3"))
+    assert c.sock.recv(100) == b"\xffJUNKJUNK"
+    assert c.sock.recv(100) == b""
+    assert scp.wait_idle(5)
+    assert scp.associations[0].ended == "dropped"
+
+
+def test_garbage_default_with_pynetdicom(scp: MockScp, h: Any) -> None:
+    scp.on_store().garbage()
+    assoc = _assoc(scp, dimse_timeout=1)
+    assert "Status" not in assoc.send_c_store(h.make_dataset())
+    assert not assoc.is_established
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        (
+            {
+                "result": "transient",
+                "source": "provider-presentation",
+                "reason": "temporary-congestion",
+            },
+            (2, 3, 1),
+        ),
+        (
+            {
+                "result": "permanent",
+                "source": "service-user",
+                "reason": "calling-ae-title-not-recognized",
+            },
+            (1, 1, 3),
+        ),
+        ({"result": 1, "source": 2, "reason": 2}, (1, 2, 2)),
+    ],
+)
+def test_reject_associations_on_the_wire(
+    scp: MockScp, raw: Callable[[int], Any], kwargs: dict[str, Any], expected: tuple[int, int, int]
+) -> None:
+    scp.reject_associations(**kwargs, times=1)
+    pdu_type, body = raw(scp.port).associate()
+    assert pdu_type == 3 and tuple(body[1:4]) == expected
+    assert raw(scp.port).associate()[0] == 2  # times=1: the next one is accepted
+    record = scp.associations[0]
+    assert record.ended == "rejected" and record.rejection == expected
+
+
+def test_reject_seen_by_pynetdicom(scp: MockScp) -> None:
+    scp.reject_associations(result="permanent", source="service-user", reason="no-reason-given")
+    for _ in range(3):  # permanent: every request
+        assert _assoc(scp).is_rejected
+    assert [a.ended for a in scp.associations] == ["rejected"] * 3
+
+
+def test_required_called_and_calling_ae_titles(
+    scp_factory: Callable[..., MockScp], raw: Callable[[int], Any]
+) -> None:
+    scp = scp_factory("PACS", require_called_ae_title=True, require_calling_ae_titles=["GOOD"])
+    pdu, body = raw(scp.port).associate(called="WRONG", calling="GOOD")
+    assert pdu == 3 and tuple(body[1:4]) == (1, 1, 7)
+    pdu, body = raw(scp.port).associate(called="PACS", calling="BAD")
+    assert pdu == 3 and tuple(body[1:4]) == (1, 1, 3)
+    assert raw(scp.port).associate(called="PACS", calling="GOOD")[0] == 2
+
+
+def test_max_associations(scp_factory: Callable[..., MockScp], raw: Callable[[int], Any]) -> None:
+    scp = scp_factory(max_associations=1)
+    first = raw(scp.port)
+    assert first.associate()[0] == 2
+    pdu, body = raw(scp.port).associate()
+    assert pdu == 3 and tuple(body[1:4]) == (2, 3, 2)  # transient, presentation, local limit
+    assert first.release()[0] == 6
+    assert scp.wait_idle(5)
+    assert raw(scp.port).associate()[0] == 2
+
+
+def test_negotiation_policies(scp_factory: Callable[..., MockScp], h: Any) -> None:
+    scp = scp_factory(sop_classes=["CTImageStorage"], transfer_syntaxes=["ImplicitVRLittleEndian"])
+    contexts = [
+        build_context(CTImageStorage, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]),
+        build_context(MRImageStorage),
+        build_context(Verification),
+    ]
+    assoc = _assoc(scp, contexts=contexts)
+    accepted = {str(c.abstract_syntax): str(c.transfer_syntax[0]) for c in assoc.accepted_contexts}
+    rejected = {str(c.abstract_syntax): c.result for c in assoc.rejected_contexts}
+    assoc.release()
+    assert (
+        accepted == {CT: ImplicitVRLittleEndian, Verification: ImplicitVRLittleEndian}
+        or accepted[CT] == ImplicitVRLittleEndian
+    )
+    assert rejected == {MRImageStorage: 3}
+    only_jpeg = scp_factory(transfer_syntaxes=[JPEGBaseline8Bit])
+    assoc = _assoc(
+        only_jpeg,
+        contexts=[
+            build_context(CTImageStorage, ExplicitVRLittleEndian),
+            build_context(Verification),
+        ],
+    )
+    assert [c.result for c in assoc.rejected_contexts] == [4]
+    assoc.release()
+    record = only_jpeg.associations[0]
+    assert record.proposed_contexts[0][1] == CT
+    assert [c[1] for c in record.accepted_contexts] == [Verification]
+
+
+def test_unknown_sop_classes(
+    scp_factory: Callable[..., MockScp], raw: Callable[[int], Any]
+) -> None:
+    private = "1.2.826.0.1.3680043.99.1"
+    strict = scp_factory()
+    pdu_type, _ = raw(strict.port).associate([(1, private, ["1.2.840.10008.1.2.1"])])
+    assert pdu_type == 2  # accepted association, refused context
+    assert strict.associations[0].accepted_contexts == []
+    lenient = scp_factory(accept_unknown_sop_classes=True)
+    raw(lenient.port).associate([(1, private, ["1.2.840.10008.1.2.1"])])
+    assert lenient.associations[0].accepted_contexts == [(1, private, "1.2.840.10008.1.2.1")]
+
+
+def test_store_dir_writes_part10_with_safe_names(
+    scp_factory: Callable[..., MockScp], raw: Callable[[int], Any], h: Any, tmp_path: Path
+) -> None:
+    import pydicom
+
+    scp = scp_factory(store_dir=tmp_path / "in", strict=False)
+    ds = h.make_dataset()
+    _send(scp, [ds])
+    c = raw(scp.port)
+    c.associate()
+    evil = "../../../tmp/evil"
+    c.store(1, CT, evil, h.explicit_dataset(evil), msg_id=2)
+    assert c.read_status() == 0
+    c.release()
+    files = sorted(p.name for p in (tmp_path / "in").iterdir())
+    assert files == sorted([f"{ds.SOPInstanceUID}.dcm", "store-000002.dcm"])
+    back = pydicom.dcmread(tmp_path / "in" / f"{ds.SOPInstanceUID}.dcm")
+    assert back.SOPInstanceUID == ds.SOPInstanceUID and back.PatientName == "Mock^Test"
+    assert scp.received[0].path == (tmp_path / "in" / f"{ds.SOPInstanceUID}.dcm").resolve()
+    assert list(tmp_path.rglob("evil*")) == []
+
+
+# --- violations -------------------------------------------------------------------
+
+
+def test_uid_mismatch_is_a_violation(scp: MockScp, raw: Callable[[int], Any], h: Any) -> None:
+    c = raw(scp.port)
+    c.associate()
+    c.store(1, CT, "1.2.3.4", h.explicit_dataset("1.2.3.999"))
+    assert c.read_status() == 0
+    c.release()
+    [v] = scp.violations
+    assert v.kind == "uid-mismatch" and "1.2.3.999" in v.detail
+    with pytest.raises(MockScpError, match="uid-mismatch"):
+        scp.check()
+    scp.check(violations=False)
+
+
+def test_wrong_transfer_syntax_is_a_violation(
+    scp: MockScp, raw: Callable[[int], Any], h: Any
+) -> None:
+    c = raw(scp.port)
+    c.associate([(1, CT, [h.EXPLICIT])])
+    c.store(1, CT, "1.2.3.4", h.implicit_dataset("1.2.3.4"))
+    assert c.read_status() == 0
+    c.release()
+    assert [v.kind for v in scp.violations] == ["wrong-transfer-syntax"]
+
+
+def test_pdu_above_max_strict_aborts(
+    scp_factory: Callable[..., MockScp], raw: Callable[[int], Any], h: Any
+) -> None:
+    scp = scp_factory(max_pdu_length=4096)
+    c = raw(scp.port)
+    c.associate()
+    c.p_data(1, h.store_command(CT, "1.2.3", 1), command=True)
+    c.p_data(1, h.explicit_dataset("1.2.3", pad=8000), command=False)
+    pdu_type, body = c.read_pdu()
+    assert pdu_type == 7 and body[2] == 2  # A-ABORT from the provider, as DCMTK does
+    assert scp.wait_idle(5)
+    assert [v.kind for v in scp.violations] == ["pdu-too-large"]
+    assert scp.associations[0].ended == "aborted"
+
+
+def test_pdu_above_max_lenient_records(
+    scp_factory: Callable[..., MockScp], raw: Callable[[int], Any], h: Any
+) -> None:
+    scp = scp_factory(max_pdu_length=4096, strict=False)
+    c = raw(scp.port)
+    c.associate()
+    c.store(1, CT, "1.2.3", h.explicit_dataset("1.2.3", pad=8000))
+    assert c.read_status() == 0
+    c.release()
+    assert [v.kind for v in scp.violations] == ["pdu-too-large"]
+
+
+def test_duplicate_outstanding_message_id(scp: MockScp, raw: Callable[[int], Any], h: Any) -> None:
+    scp.on_store(nth=1).stall(0.3)  # the second request arrives while the first is outstanding
+    c = raw(scp.port)
+    c.associate()
+    c.store(1, CT, "1.2.3.1", h.explicit_dataset("1.2.3.1"), msg_id=5)
+    c.store(1, CT, "1.2.3.2", h.explicit_dataset("1.2.3.2"), msg_id=5)
+    assert [c.read_status(), c.read_status()] == [0, 0]
+    c.release()
+    assert [v.kind for v in scp.violations] == ["duplicate-message-id"]
+
+
+def test_sequential_reuse_of_a_message_id_is_legal(scp: MockScp, h: Any) -> None:
+    assoc = _assoc(scp)
+    for _ in range(3):  # pynetdicom's default msg_id is always 1: legal, nothing outstanding
+        assert assoc.send_c_store(h.make_dataset()).Status == 0
+    assoc.release()
+    scp.check()
+
+
+def test_dropped_connection_is_a_violation(scp: MockScp, raw: Callable[[int], Any], h: Any) -> None:
+    c = raw(scp.port)
+    c.associate()
+    c.store(1, CT, "1.2.3", h.explicit_dataset("1.2.3"))
+    assert c.read_status() == 0
+    c.close()
+    assert scp.wait_idle(5)
+    assert scp.associations[0].ended == "dropped"
+    assert [v.kind for v in scp.violations] == ["dropped-connection"]
+
+
+def test_store_on_another_sop_class_context(
+    scp: MockScp, raw: Callable[[int], Any], h: Any
+) -> None:
+    mr = "1.2.840.10008.5.1.4.1.1.4"
+    c = raw(scp.port)
+    c.associate([(1, CT, [h.EXPLICIT]), (3, mr, [h.EXPLICIT])])
+    c.store(3, CT, "1.2.3", h.explicit_dataset("1.2.3"))  # the anchor's bug
+    c.read_status()
+    c.release()
+    assert [v.kind for v in scp.violations] == ["context-mismatch"]
+
+
+# --- timeouts, listeners, lifecycle -------------------------------------------------
+
+
+def test_acse_timeout(scp_factory: Callable[..., MockScp]) -> None:
+    scp = scp_factory(acse_timeout=0.3)
+    s = socket.create_connection(("127.0.0.1", scp.port))
+    try:
+        assert s.recv(10) == b""  # the mock gave up on us
+    finally:
+        s.close()
+    assert scp.associations[0].ended == "aborted"
+    assert "ACSE timeout" in (scp.associations[0].end_detail or "")
+
+
+def test_network_timeout_aborts(
+    scp_factory: Callable[..., MockScp], raw: Callable[[int], Any]
+) -> None:
+    scp = scp_factory(network_timeout=0.3)
+    c = raw(scp.port)
+    assert c.associate()[0] == 2
+    assert c.read_pdu()[0] == 7
+    assert scp.wait_idle(5)
+    assert "network timeout" in (scp.associations[0].end_detail or "")
+
+
+def test_dimse_timeout_mid_message(
+    scp_factory: Callable[..., MockScp], raw: Callable[[int], Any], h: Any
+) -> None:
+    scp = scp_factory(dimse_timeout=0.3)
+    c = raw(scp.port)
+    c.associate()
+    c.p_data(1, h.store_command(CT, "1.2.3", 1), command=True)  # and no dataset follows
+    assert c.read_pdu()[0] == 7
+    assert scp.wait_idle(5)
+    assert "DIMSE timeout" in (scp.associations[0].end_detail or "")
+    assert scp.received[0].action == "interrupted" and not scp.received[0].complete
+
+
+def test_listeners_and_errors(scp: MockScp, h: Any) -> None:
+    seen: list[tuple[str, Any]] = []
+
+    def listen(item: AssociationRecord | ReceivedStore) -> None:
+        if isinstance(item, AssociationRecord):
+            seen.append(("assoc", item.ended))
+        else:
+            seen.append(("store", item.status))
+
+    def broken(item: object) -> None:
+        raise RuntimeError("listener broke")
+
+    scp.add_listener(listen)
+    scp.add_listener(broken)
+    scp.on_store(nth=2).fail(0xA700)
+    _send(scp, [h.make_dataset(), h.make_dataset()])
+    assert scp.wait_idle(5)
+    assert seen == [("assoc", None), ("store", 0), ("store", 0xA700), ("assoc", "released")]
+    assert len(scp.errors) == 4
+    with pytest.raises(MockScpError, match="listener broke"):
+        scp.check()
+
+
+def test_concurrent_associations(scp: MockScp, h: Any) -> None:
+    results: list[list[int | None]] = []
+
+    def worker() -> None:
+        results.append(_send(scp, [h.make_dataset() for _ in range(5)]))
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [[0] * 5] * 3
+    assert sorted(r.nth for r in scp.received) == list(range(1, 16))
+    scp.check()
+
+
+def test_stop_leaves_no_thread_or_socket(h: Any) -> None:
+    import psutil
+
+    proc = psutil.Process()
+    before_threads = {t.ident for t in threading.enumerate()}
+    scp = MockScp(network_timeout=30).start()
+    held = socket.create_connection(("127.0.0.1", scp.port))  # an idle connection, mid-ACSE
+    assoc = _assoc(scp)  # and an open association
+    assert assoc.is_established
+    scp.on_store().stall(30)
+    pending = threading.Thread(target=lambda: assoc.send_c_store(h.make_dataset()))
+    pending.start()
+    scp.stop()
+    pending.join(10)
+    held.close()
+    assoc.abort()
+    gc.collect()
+    leftover = [
+        t
+        for t in threading.enumerate()
+        if t.ident not in before_threads and t.name.startswith("mock-scp")
+    ]
+    assert leftover == []
+    ours = [c for c in proc.net_connections(kind="tcp") if c.laddr and c.laddr[1] == scp.port]
+    assert ours == []  # neither the listener nor any accepted socket is left
+    assert scp.associations[0].ended == "aborted"
+
+
+def test_port_is_reusable_after_stop() -> None:
+    with MockScp() as first:
+        port = first.port
+    with MockScp(port=port) as second:
+        assert second.port == port

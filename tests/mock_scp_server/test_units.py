@@ -1,0 +1,429 @@
+"""Pure logic of the mock SCP: tables, validation, negotiation, rule matching, codecs."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+import mock_scp
+from mock_scp import MockScp, StoreRequest
+from mock_scp.journal import ReceivedStore, StoreWriter, part10_bytes, safe_file_name
+from mock_scp.negotiation import Policy, choose_syntax, negotiate
+from mock_scp.rules import RuleTable
+from mock_scp.tables import parse_reject, parse_status, parse_uid
+from mock_scp.wire import (
+    ProposedContext,
+    decode_command,
+    encode_command,
+    encode_p_data,
+    sniff_dataset,
+)
+
+CT = "1.2.840.10008.5.1.4.1.1.2"
+MR = "1.2.840.10008.5.1.4.1.1.4"
+IMPLICIT = "1.2.840.10008.1.2"
+EXPLICIT = "1.2.840.10008.1.2.1"
+BIG = "1.2.840.10008.1.2.2"
+JPEG = "1.2.840.10008.1.2.4.50"
+J2K = "1.2.840.10008.1.2.4.90"
+
+
+def test_public_names() -> None:
+    for name in mock_scp.__all__:
+        assert hasattr(mock_scp, name), name
+    assert {"MockScp", "MockScpError", "ReceivedStore", "AssociationRecord"} <= set(
+        mock_scp.__all__
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("success", 0x0000),
+        ("coercion-of-data-elements", 0xB000),
+        ("elements-discarded", 0xB006),
+        ("data-set-does-not-match-sop-class-warning", 0xB007),
+        ("out-of-resources", 0xA700),
+        ("data-set-does-not-match-sop-class", 0xA900),
+        ("cannot-understand", 0xC000),
+        ("sop-class-not-supported", 0x0122),
+        ("processing-failure", 0x0110),
+        ("duplicate-sop-instance", 0x0111),
+        ("not-authorized", 0x0124),
+        ("cancel", 0xFE00),
+    ],
+)
+def test_status_names(name: str, code: int) -> None:
+    assert parse_status(name) == code
+    assert parse_status(code) == code
+
+
+@pytest.mark.parametrize("bad", ["no-such-status", -1, 0x10000, True, 1.5, None])
+def test_bad_status_names_the_argument_and_choices(bad: object) -> None:
+    with pytest.raises(ValueError, match="status"):
+        parse_status(bad)
+
+
+def test_unknown_status_lists_accepted_names() -> None:
+    with pytest.raises(ValueError, match="out-of-resources"):
+        parse_status("full")
+
+
+def test_reject_names_and_numbers() -> None:
+    assert parse_reject("transient", "provider-presentation", "temporary-congestion") == (2, 3, 1)
+    assert parse_reject("transient", "service-provider-presentation", "local-limit-exceeded") == (
+        2,
+        3,
+        2,
+    )
+    assert parse_reject("permanent", "service-user", "called-ae-title-not-recognized") == (1, 1, 7)
+    assert parse_reject(1, 1, 3) == (1, 1, 3)
+    assert parse_reject("permanent", "service-provider-acse", "protocol-version-not-supported") == (
+        1,
+        2,
+        2,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "arg"),
+    [
+        (("sometimes", "service-user", 1), "result"),
+        ((3, "service-user", 1), "result"),
+        (("permanent", "nobody", 1), "source"),
+        (("permanent", "service-user", "temporary-congestion"), "reason"),
+        (("permanent", "service-provider-acse", 7), "reason"),
+    ],
+)
+def test_bad_reject(args: tuple[object, object, object], arg: str) -> None:
+    with pytest.raises(ValueError, match=arg):
+        parse_reject(*args)
+
+
+def test_parse_uid_keywords_and_malformed() -> None:
+    assert parse_uid("CTImageStorage", argument="x") == CT
+    assert parse_uid("ExplicitVRLittleEndian", argument="x") == EXPLICIT
+    for bad in ("1.2.03", "1..2", "1.2.a", "NotAKeyword", "1." + "1" * 70, ""):
+        with pytest.raises(ValueError, match="sop_class_uid"):
+            parse_uid(bad, argument="sop_class_uid")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "arg"),
+    [
+        ({"ae_title": "X" * 17}, "ae_title"),
+        ({"ae_title": "A\\B"}, "ae_title"),
+        ({"port": 70000}, "port"),
+        ({"max_pdu_length": 10}, "max_pdu_length"),
+        ({"transfer_syntaxes": ["1.2.03"]}, "transfer_syntaxes"),
+        ({"transfer_syntaxes": "ExplicitVRLittleEndian"}, "transfer_syntaxes"),
+        ({"sop_classes": ["BogusStorage"]}, "sop_classes"),
+        ({"sop_classes": []}, "sop_classes"),
+        ({"max_associations": 0}, "max_associations"),
+        ({"acse_timeout": -1}, "acse_timeout"),
+        ({"network_timeout": 0}, "network_timeout"),
+        ({"require_calling_ae_titles": []}, "require_calling_ae_titles"),
+        ({"seed": "x"}, "seed"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs: dict[str, object], arg: str) -> None:
+    with pytest.raises(ValueError, match=arg):
+        MockScp(**kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_rules_fail_at_configuration_time() -> None:
+    scp = MockScp()
+    with pytest.raises(ValueError, match="seconds"):
+        scp.on_store(nth=1).stall(-0.5)
+    with pytest.raises(ValueError, match="status"):
+        scp.on_store().fail("no-such-status")
+    with pytest.raises(ValueError, match="not a failure"):
+        scp.on_store().fail(0xB000)
+    with pytest.raises(ValueError, match="not a warning"):
+        scp.on_store().warn(0xA700)
+    with pytest.raises(ValueError, match="sop_instance_uid"):
+        scp.on_store(sop_instance_uid="1.2.abc")
+    with pytest.raises(ValueError, match="nth"):
+        scp.on_store(nth=0)
+    with pytest.raises(ValueError, match="probability"):
+        scp.on_store(probability=1.5)
+    with pytest.raises(ValueError, match="expect"):
+        scp.on_store(times=1, expect=2)
+    with pytest.raises(ValueError, match="expect"):
+        scp.on_store(nth=3, expect=2)
+    with pytest.raises(ValueError, match="comment"):
+        scp.on_store().respond(0xA700, comment="x" * 65)
+    with pytest.raises(ValueError, match="bytes_per_second"):
+        scp.on_store().slow_read(0)
+    with pytest.raises(ValueError, match="when"):
+        scp.on_store(when="nth == 3")  # type: ignore[arg-type]
+    builder = scp.on_store(nth=1)
+    builder.accept()
+    with pytest.raises(ValueError, match="already has an action"):
+        builder.fail(0xA700)
+    with pytest.raises(ValueError, match="times"):
+        scp.reject_associations(times=0)
+
+
+def _req(nth: int, **kw: object) -> StoreRequest:
+    base: dict[str, object] = dict(
+        nth=nth,
+        sop_class_uid=CT,
+        sop_instance_uid=f"1.2.3.{nth}",
+        transfer_syntax=EXPLICIT,
+        calling_ae_title="SCU",
+        called_ae_title="SCP",
+        association_id=1,
+        message_id=nth,
+        context_id=1,
+    )
+    base.update(kw)
+    return StoreRequest(**base)  # type: ignore[arg-type]
+
+
+def _decide(table: RuleTable, req: StoreRequest) -> tuple[str, int, float]:
+    errors: list[BaseException] = []
+    decision, _ = table.decide(req, errors.append)
+    assert not errors
+    return decision.action.name, decision.action.status, decision.stall_seconds
+
+
+def test_rule_matching_first_match_wins_and_defaults_to_accept() -> None:
+    t = RuleTable(seed=None)
+    t.builder(**_matchers(sop_class_uid=MR)).fail(0xA900)
+    t.builder(**_matchers(nth=2)).warn()
+    t.builder(**_matchers(calling_ae_title="OTHER")).fail(0xC000)
+    assert _decide(t, _req(1)) == ("accept", 0, 0.0)
+    assert _decide(t, _req(2)) == ("warn", 0xB000, 0.0)
+    assert _decide(t, _req(2, sop_class_uid=MR)) == ("fail", 0xA900, 0.0)
+    assert _decide(t, _req(3, calling_ae_title="OTHER")) == ("fail", 0xC000, 0.0)
+
+
+def _matchers(**kw: object) -> dict[str, object]:
+    base: dict[str, object] = dict(
+        nth=None,
+        sop_class_uid=None,
+        sop_instance_uid=None,
+        transfer_syntax=None,
+        calling_ae_title=None,
+        when=None,
+        probability=None,
+        times=None,
+        expect=None,
+    )
+    base.update(kw)
+    return base
+
+
+def test_times_and_expect() -> None:
+    t = RuleTable(seed=None)
+    rule = t.builder(**_matchers(times=2, expect=2)).fail(0xA700)
+    assert [_decide(t, _req(n))[0] for n in (1, 2, 3)] == ["fail", "fail", "accept"]
+    assert rule.hits == 2
+    assert t.unmet() == []
+    t2 = RuleTable(seed=None)
+    t2.builder(**_matchers(nth=5, expect=1)).accept()
+    assert _decide(t2, _req(1))[0] == "accept"
+    assert "expected 1 hit(s), got 0" in t2.unmet()[0]
+
+
+def test_stall_chains_to_the_next_matching_rule() -> None:
+    t = RuleTable(seed=None)
+    t.builder(**_matchers(nth=1)).stall(0.25)
+    t.builder(**_matchers()).fail("processing-failure")
+    assert _decide(t, _req(1)) == ("fail", 0x0110, 0.25)
+    assert _decide(t, _req(2)) == ("fail", 0x0110, 0.0)
+    t2 = RuleTable(seed=None)
+    t2.builder(**_matchers()).stall(0.5)
+    assert _decide(t2, _req(1)) == ("accept", 0, 0.5)
+
+
+def test_probability_is_seeded() -> None:
+    def run(seed: int) -> list[str]:
+        t = RuleTable(seed=seed)
+        t.builder(**_matchers(probability=0.5)).fail(0xA700)
+        return [_decide(t, _req(n))[0] for n in range(1, 41)]
+
+    first = run(7)
+    assert first == run(7)
+    assert 5 < first.count("fail") < 35
+    assert first != run(8)
+
+
+def test_raising_predicate_is_reported_and_does_not_match() -> None:
+    t = RuleTable(seed=None)
+
+    def boom(req: StoreRequest) -> bool:
+        raise RuntimeError("predicate exploded")
+
+    t.builder(**_matchers(when=boom)).fail(0xA700)
+    errors: list[BaseException] = []
+    decision, _ = t.decide(_req(1), errors.append)
+    assert decision.action.name == "accept"
+    assert "exploded" in str(errors[0])
+
+
+@pytest.mark.parametrize(
+    ("proposed", "accepted", "expected"),
+    [
+        ([IMPLICIT, EXPLICIT], [IMPLICIT, EXPLICIT], EXPLICIT),  # not the proposal's order
+        ([JPEG, IMPLICIT], [EXPLICIT, IMPLICIT, JPEG], IMPLICIT),
+        ([J2K, JPEG], [EXPLICIT, JPEG, J2K], JPEG),  # the SCP's own order
+        ([J2K], [EXPLICIT, IMPLICIT], None),
+        ([BIG, IMPLICIT], [BIG], BIG),
+    ],
+)
+def test_choose_syntax_like_storescp(
+    proposed: list[str], accepted: list[str], expected: str | None
+) -> None:
+    assert choose_syntax(proposed, accepted) == expected
+
+
+def test_negotiate_results() -> None:
+    policy = Policy(frozenset({CT}), (EXPLICIT, IMPLICIT), {}, accept_unknown=False)
+    out = negotiate(
+        [
+            ProposedContext(1, CT, (IMPLICIT, EXPLICIT)),
+            ProposedContext(3, MR, (EXPLICIT,)),
+            ProposedContext(5, CT, (J2K,)),
+            ProposedContext(7, "1.2.840.10008.1.1", (IMPLICIT,)),
+        ],
+        policy,
+    )
+    assert [(cid, res) for cid, res, _ in out] == [(1, 0), (3, 3), (5, 4), (7, 0)]
+    assert out[0][2] == EXPLICIT
+    unknown = Policy(frozenset({CT}), (EXPLICIT,), {}, accept_unknown=True)
+    assert negotiate([ProposedContext(1, "1.2.3.4", (EXPLICIT,))], unknown)[0][1] == 0
+
+
+def test_per_sop_class_syntaxes_from_a_mapping() -> None:
+    scp = MockScp(transfer_syntaxes={CT: ["JPEGBaseline8Bit"], MR: [IMPLICIT]})
+    out = negotiate(
+        [
+            ProposedContext(1, CT, (EXPLICIT, JPEG)),
+            ProposedContext(3, MR, (EXPLICIT, IMPLICIT)),
+            ProposedContext(5, "1.2.840.10008.5.1.4.1.1.7", (EXPLICIT,)),
+        ],
+        scp._policy,
+    )
+    assert [(r, ts) for _, r, ts in out][:2] == [(0, JPEG), (0, IMPLICIT)]
+    assert out[2][1] == 3
+
+
+def test_command_codec_round_trip() -> None:
+    raw = encode_command(
+        [
+            (0x0002, CT),
+            (0x0100, 0x8001),
+            (0x0120, 7),
+            (0x0800, 0x0101),
+            (0x0900, 0xA700),
+            (0x0902, "disk full"),
+            (0x1000, "1.2.3.45"),
+        ]
+    )
+    fields = decode_command(raw)
+    assert fields[0x0000] == len(raw) - 12
+    assert (fields[0x0002], fields[0x0120], fields[0x0900], fields[0x0902], fields[0x1000]) == (
+        CT,
+        7,
+        0xA700,
+        "disk full",
+        "1.2.3.45",
+    )
+
+
+def test_p_data_fragments_respect_peer_max() -> None:
+    data = bytes(range(256)) * 40
+    out = encode_p_data(3, data, command=False, max_pdu_length=4096)
+    pos, got, lasts = 0, b"", []
+    while pos < len(out):
+        pdu_type, length = struct.unpack_from(">BxI", out, pos)
+        assert pdu_type == 4 and length <= 4096
+        item_len, _cid, ctrl = struct.unpack_from(">IBB", out, pos + 6)
+        got += out[pos + 12 : pos + 10 + item_len]
+        lasts.append(ctrl & 2)
+        pos += 6 + length
+    assert got == data and lasts[-1] and not any(lasts[:-1])
+
+
+def test_sniff_detects_wrong_vr_and_finds_uid() -> None:
+    uid = b"1.2.3.4\x00"
+    explicit = (
+        struct.pack("<HH2sH", 8, 0x16, b"UI", 2)
+        + b"1\x00"
+        + struct.pack("<HH2sH", 8, 0x18, b"UI", len(uid))
+        + uid
+    )
+    implicit = (
+        struct.pack("<HHI", 8, 0x16, 2) + b"1\x00" + struct.pack("<HHI", 8, 0x18, len(uid)) + uid
+    )
+    assert sniff_dataset(explicit, EXPLICIT) == (None, "1.2.3.4")
+    assert sniff_dataset(implicit, IMPLICIT) == (None, "1.2.3.4")
+    problem, _ = sniff_dataset(implicit, EXPLICIT)
+    assert problem is not None and "implicit" in problem
+    problem, _ = sniff_dataset(explicit, IMPLICIT)
+    assert problem is not None and "explicit" in problem
+
+
+@pytest.mark.parametrize(
+    ("uid", "name"),
+    [
+        ("1.2.3.4", "1.2.3.4.dcm"),
+        ("../../etc/passwd", "store-000007.dcm"),
+        ("/abs/path", "store-000007.dcm"),
+        ("1.2/../../x", "store-000007.dcm"),
+        ("", "store-000007.dcm"),
+        ("..", "store-000007.dcm"),
+    ],
+)
+def test_safe_file_names(uid: str, name: str) -> None:
+    assert safe_file_name(uid, 7) == name
+
+
+def _store(uid: str, nth: int) -> ReceivedStore:
+    return ReceivedStore(
+        CT,
+        uid,
+        EXPLICIT,
+        "SCU",
+        "SCP",
+        1,
+        nth,
+        0,
+        "accept",
+        nth=nth,
+        raw=struct.pack("<HH2sH", 8, 0x18, b"UI", 8) + b"1.2.3.4\x00",
+    )
+
+
+def test_store_writer_stays_inside_and_never_overwrites(tmp_path: Path) -> None:
+    writer = StoreWriter(tmp_path / "out")
+    paths = [writer.write(_store(u, n)) for n, u in enumerate(["1.2.3", "1.2.3", "../../evil"], 1)]
+    assert [p.name for p in paths] == ["1.2.3.dcm", "1.2.3.2.dcm", "store-000003.dcm"]
+    assert all(p.parent == (tmp_path / "out").resolve() for p in paths)
+    assert not (tmp_path / "evil").exists()
+
+
+def test_part10_bytes_decode() -> None:
+    import io
+
+    import pydicom
+
+    raw = struct.pack("<HH2sH", 8, 0x18, b"UI", 8) + b"1.2.3.4\x00"
+    ds = pydicom.dcmread(
+        io.BytesIO(
+            part10_bytes(
+                raw,
+                sop_class_uid=CT,
+                sop_instance_uid="1.2.3.4",
+                transfer_syntax=EXPLICIT,
+                source_ae_title="SCU",
+            )
+        )
+    )
+    assert ds.SOPInstanceUID == "1.2.3.4"
+    assert ds.file_meta.TransferSyntaxUID == EXPLICIT
+    assert ds.file_meta.SourceApplicationEntityTitle == "SCU"
