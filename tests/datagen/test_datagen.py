@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -170,7 +171,7 @@ def test_rows_and_columns_shape_the_image() -> None:
     assert ds.pixel_array.shape == (7, 9)
 
 
-def test_write_files_makes_distinct_instances_of_one_series(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_write_files_makes_distinct_instances_of_one_series(tmp_path: Path) -> None:
     paths = datagen.write_files(tmp_path / "out", count=5, sop_class="MRImageStorage", seed=3)
     assert [p.name for p in paths] == [f"{i:05d}.dcm" for i in range(5)]
     datasets = [pydicom.dcmread(p) for p in paths]
@@ -181,7 +182,7 @@ def test_write_files_makes_distinct_instances_of_one_series(tmp_path) -> None:  
     assert single.read_bytes() == paths[0].read_bytes()
 
 
-def test_write_files_names_stay_inside_the_directory(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_write_files_names_stay_inside_the_directory(tmp_path: Path) -> None:
     paths = datagen.write_files(tmp_path, count=2, name=lambda i: f"img-{i}.dcm")
     assert [p.name for p in paths] == ["img-0.dcm", "img-1.dcm"]
     with pytest.raises(ValueError, match="inside"):
@@ -226,7 +227,7 @@ def test_not_dicom_bytes_is_rejected_by_readers() -> None:
 
 @pytest.mark.interop
 @pytest.mark.parametrize("syntax", [*LOSSLESS, "JPEGBaseline8Bit", "JPEG2000"])
-def test_dcmtk_reads_every_generated_syntax(tmp_path, syntax: str) -> None:  # type: ignore[no-untyped-def]
+def test_dcmtk_reads_every_generated_syntax(tmp_path: Path, syntax: str) -> None:
     path = datagen.write_file(tmp_path / "x.dcm", transfer_syntax=syntax, bits_allocated=8)
     out = subprocess.run(
         [dcmtk_tool("dcmdump"), "-Un", "+P", "0002,0010", "+P", "0008,0018", str(path)],
