@@ -231,3 +231,28 @@ def test_dicom_file_factory_makes_distinct_files(pytester: pytest.Pytester) -> N
         """
     )
     run(pytester).assert_outcomes(passed=1)
+
+
+def test_any_sender_can_use_the_fixture(pytester: pytest.Pytester) -> None:
+    # A downstream team testing its own sender (here plain pynetdicom), not our StoreScu.
+    pytester.makepyfile(
+        """
+        from pynetdicom import AE
+        from pynetdicom.sop_class import CTImageStorage
+        from mock_scp import datagen
+
+        def test_pynetdicom_sender(mock_scp):
+            mock_scp.on_store(nth=1).fail(0xC000, comment="cannot understand")
+            ae = AE(ae_title="THEIR-SCU")
+            ae.add_requested_context(CTImageStorage)
+            host, port = mock_scp.host, mock_scp.port
+            assoc = ae.associate(host, port, ae_title=mock_scp.ae_title)
+            assert assoc.is_established
+            status = assoc.send_c_store(datagen.make_dataset())
+            assoc.release()
+            assert status.Status == 0xC000
+            assert status.ErrorComment == "cannot understand"
+            assert mock_scp.received[0].calling_ae_title == "THEIR-SCU"
+        """
+    )
+    run(pytester).assert_outcomes(passed=1)
