@@ -254,6 +254,11 @@ class HarnessScp:
 
     def stop(self) -> None:
         if self._server is not None:
+            # A rejected association waits for the SCU to close the connection; aborting
+            # it in that state makes pynetdicom's DUL thread raise, so let it finish.
+            for assoc in self._ae.active_associations:
+                if assoc.is_rejected:
+                    assoc.join(2)
             self._ae.shutdown()  # aborts live associations, then stops the server
             self._thread.join(5)
             self._server = None
@@ -331,6 +336,10 @@ class HarnessScp:
         if rejection is not None:
             seen.rejected = rejection
             assoc.acse.send_reject(rejection.result, rejection.source, rejection.reason)
+            # send_reject() only queues the PDU for the DUL thread, and pynetdicom closes
+            # the socket as soon as this handler returns: kill() waits for the DUL to
+            # send it (as pynetdicom's own rejections do), so the SCU gets the A-ASSOCIATE-RJ.
+            assoc.kill()
 
     def _on_data_recv(self, event: Event) -> None:
         data: bytes = event.data
