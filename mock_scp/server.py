@@ -23,6 +23,7 @@ recorded in ``end_detail``. ``None`` means no timeout.
 from __future__ import annotations
 
 import math
+import select
 import socket
 import struct
 import threading
@@ -626,6 +627,7 @@ class _Connection:
         # last request stays "outstanding" for the next command when that command's
         # bytes had already arrived before our response went out.
         self.outstanding_id: int | None = None
+        self._poller: select.poll | None = None
         self.message: _Message | None = None
         self.counted = False  # holds one of max_associations
         self._timeout: float | None = -1.0
@@ -670,6 +672,16 @@ class _Connection:
             return True
         except OSError:
             return False
+
+    def _peer_sent_more(self) -> bool:
+        """Whether bytes beyond the current message have already arrived (buffered by
+        us or still in the kernel), i.e. the SCU sent on before our answer."""
+        if self.reader.end > self.reader.start:
+            return True
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(self.sock, select.POLLIN)
+        return bool(self._poller.poll(0))
 
     def _graceful_close(self) -> None:
         """Half-close and read until the peer closes, so what we sent last (a reject,
@@ -1087,7 +1099,7 @@ class _Connection:
         self._journal(store)
         if answers:
             response = self._store_response(req, action.status, action.comment)
-            if self.reader.end > self.reader.start:
+            if self._peer_sent_more():
                 self.outstanding_id = req.message_id
             ok = self._send(response)
             scp._notify(store)
