@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from hypothesis import HealthCheck, given, settings, note
+from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from scu.planning import (

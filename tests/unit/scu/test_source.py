@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.data import DATA_ROOT, get_testdata_file
+from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import read_dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -41,7 +42,7 @@ def _real_files() -> list[str]:
 
     Listed from the folder rather than with ``get_testdata_files()``, which also tries to
     download the external data sets (slow and failing offline)."""
-    root = Path(DATA_ROOT) / "test_files"
+    root = Path(_PYDICOM_DIR) / "data" / "test_files"
     return sorted(str(p) for p in root.glob("*.dcm") if p.is_file())
 
 
@@ -164,7 +165,7 @@ def _dataset(*, undefined_lengths: bool = True) -> Dataset:
 
 def _with_meta(ds: Dataset, syntax: str) -> bytes:
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = syntax
+    ds.file_meta.TransferSyntaxUID = UID(syntax)
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     out = io.BytesIO()
@@ -300,7 +301,7 @@ def _mr_small() -> bytes:
 
 
 def _meta_end(data: bytes) -> int:
-    (group_length,) = struct.unpack_from("<L", data, 140)
+    group_length: int = struct.unpack_from("<L", data, 140)[0]
     return 144 + group_length
 
 

@@ -129,7 +129,7 @@ def test_invalid_addr_raises_value_error_naming_addr(addr: str) -> None:
 
 def test_addr_is_positional_and_the_rest_keyword_only() -> None:
     with pytest.raises(TypeError):
-        StoreScu(ADDR, "STORE-SCU")  # type: ignore[misc]
+        StoreScu(ADDR, "STORE-SCU")  # type: ignore[call-arg]
 
 
 # --- the queue -----------------------------------------------------------------------
@@ -155,7 +155,7 @@ def test_add_file_queues_in_order_without_reading(tmp_path: Path) -> None:
 def test_add_file_missing_raises_file_not_found_naming_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "nope" / "scan.dcm"
     scu = StoreScu(ADDR)
-    with pytest.raises(FileNotFoundError, match="scan.dcm") as info:
+    with pytest.raises(FileNotFoundError, match=r"scan\.dcm") as info:
         scu.add_file(missing)
     assert str(missing) in str(info.value)
     assert len(scu) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 from io import BytesIO
+from typing import Any
 
 import pytest
 from pydicom.dataset import Dataset
@@ -96,7 +97,7 @@ def test_associate_rq_pads_ae_titles_with_spaces_to_16_bytes() -> None:
 
 @pytest.mark.parametrize("context_id", [0, 2, 256, -1])
 def test_associate_rq_rejects_invalid_context_ids(context_id: int) -> None:
-    with pytest.raises(ValueError, match="presentation context ID must be odd 1..255"):
+    with pytest.raises(ValueError, match=r"presentation context ID must be odd 1\.\.255"):
         wire.encode_associate_rq(
             calling_ae_title="A",
             called_ae_title="B",
@@ -159,7 +160,7 @@ def test_associate_ac_too_short_or_with_overrunning_items_is_a_protocol_error() 
     body = _body(_pynetdicom_ac([(1, CT, ELE, 0)], 16384))
     with pytest.raises(ProtocolError, match="too short"):
         wire.decode_associate_ac(body[:67])
-    with pytest.raises(ProtocolError, match="runs past the end|truncated item"):
+    with pytest.raises(ProtocolError, match=r"runs past the end|truncated item"):
         wire.decode_associate_ac(body[:-3])
     # A presentation context item with a length shorter than its fixed part.
     broken = body[:68] + struct.pack(">BxH", 0x21, 2) + b"\x01\x00"
@@ -203,14 +204,15 @@ def test_describe_rejection_unknown_numbers_stay_readable() -> None:
 
 @pytest.mark.parametrize(("source", "reason"), [(0, 0), (2, 0), (2, 1), (2, 2), (2, 6)])
 def test_abort_from_pynetdicom_decodes(source: int, reason: int) -> None:
-    if source == 0:
-        primitive: A_ABORT | A_P_ABORT = A_ABORT()
-        primitive.abort_source = source
-    else:
-        primitive = A_P_ABORT()
-        primitive.provider_reason = reason
     pdu = A_ABORT_RQ()
-    pdu.from_primitive(primitive)
+    if source == 0:
+        user = A_ABORT()
+        user.abort_source = source
+        pdu.from_primitive(user)
+    else:
+        provider = A_P_ABORT()
+        provider.provider_reason = reason
+        pdu.from_primitive(provider)
     encoded = bytes(pdu.encode())
     assert wire.parse_pdu_header(encoded[:6]) == (wire.PduType.ABORT, 4)
     assert wire.decode_abort(_body(encoded)) == (source, reason)
@@ -270,19 +272,24 @@ def test_pdata_header_decodes_with_pynetdicom(command: bool, last: bool) -> None
     pdu.decode(encoded)
     (item,) = pdu.presentation_data_value_items
     assert item.presentation_context_id == 3
-    control = item.presentation_data_value[0]
-    assert bool(control & 1) is command and bool(control & 2) is last
-    assert item.presentation_data_value[1:] == data
+    value = item.presentation_data_value
+    assert value is not None
+    assert bool(value[0] & 1) is command and bool(value[0] & 2) is last
+    assert value[1:] == data
 
 
 def test_iter_pdvs_splits_a_multi_pdv_body_from_pynetdicom() -> None:
     primitive = P_DATA()
-    primitive.presentation_data_value_list = [
+    # Each value starts with its message control header (bit 0 command, bit 1 last).
+    # pynetdicom wants [ID, value] lists (its annotation says tuples); each value starts
+    # with its message control header (bit 0 command, bit 1 last).
+    values: list[Any] = [
         [1, b"\x03" + b"command"],
         [1, b"\x00" + b"data-1"],
         [3, b"\x02" + b"data-2!"],
         [5, b"\x01" + b""],
     ]
+    primitive.presentation_data_value_list = values
     pdu = P_DATA_TF()
     pdu.from_primitive(primitive)
     encoded = bytes(pdu.encode())
