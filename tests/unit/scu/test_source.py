@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import read_dataset
@@ -363,17 +365,31 @@ def test_truncated_big_endian_file_is_refused(cut: int) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="BUG: scu/source.py _uids_with_pydicom does not catch zlib.error, so a truncated or "
-    "corrupt Deflated file makes read_header raise zlib.error instead of EntryError",
+    reason="BUG: scu/source.py _uids_with_pydicom catches only InvalidDicomError, EOFError, "
+    "ValueError, OSError and struct.error, so a broken Deflated or Big Endian file makes "
+    "read_header raise zlib.error (truncated/corrupt deflate stream), NotImplementedError "
+    "(unknown VR 'UX' in a big endian file) or TypeError (pydicom's own error path for an "
+    "unclosed sequence in a deflated file) instead of EntryError",
 )
-@pytest.mark.parametrize("corrupt", ["truncated", "flipped"])
-def test_broken_deflated_file_is_an_entry_error(corrupt: str) -> None:
-    data = bytearray(Path(_offline("image_dfl.dcm")).read_bytes())
+@pytest.mark.parametrize(
+    ("name", "corrupt"),
+    [
+        ("image_dfl.dcm", "truncated"),
+        ("image_dfl.dcm", "flipped"),
+        ("MR_small_bigendian.dcm", "bad-vr"),
+    ],
+)
+def test_broken_deflated_or_big_endian_file_is_an_entry_error(name: str, corrupt: str) -> None:
+    data = bytearray(Path(_offline(name)).read_bytes())
     if corrupt == "truncated":
         del data[2000:]
-    else:
+    elif corrupt == "flipped":
         for i in range(400, 420):
             data[i] ^= 0xFF
+    else:
+        at = data.find(b"\x00\x08\x00\x16UI")  # SOP Class UID, big endian
+        assert at > 0
+        data[at + 5] = ord("X")
     with pytest.raises(EntryError):
         read_header(Entry("x", data=bytes(data)))
 
@@ -498,3 +514,33 @@ def test_real_dataset_only_files_get_their_syntax_from_the_bytes(name: str, synt
     assert header.transfer_syntax == syntax
     assert (header.has_meta, header.dataset_offset) == (False, 0)
     assert header.sop_instance_uid == "1.2.333.4444.5.6.7.8"
+
+
+_FUZZ_BASES = {
+    name: Path(_offline(name)).read_bytes()
+    for name in ("CT_small.dcm", "MR_small_implicit.dcm", "rtplan.dcm", "JPEG2000.dcm")
+}
+
+
+@settings(max_examples=150, derandomize=True, database=None, deadline=None)
+@given(
+    name=st.sampled_from(sorted(_FUZZ_BASES)),
+    changes=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=599), st.integers(0, 255)),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_corrupt_little_endian_files_give_entry_error_or_a_header(
+    name: str, changes: list[tuple[int, int]]
+) -> None:
+    data = bytearray(_FUZZ_BASES[name])
+    for position, value in changes:
+        data[position] = value
+    try:
+        header = read_header(Entry("x", data=bytes(data)))
+    except EntryError as exc:
+        assert str(exc)
+        return
+    assert header.sop_class_uid and header.sop_instance_uid
+    assert 0 <= header.dataset_offset <= header.size == len(data)
