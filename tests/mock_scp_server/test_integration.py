@@ -613,3 +613,55 @@ def test_port_is_reusable_after_stop() -> None:
         port = first.port
     with MockScp(port=port) as second:
         assert second.port == port
+
+
+def test_uid_check_deferred_past_an_undefined_length_sequence(
+    scp: MockScp, raw: Callable[[int], Any]
+) -> None:
+    import struct
+
+    # (0008,0006) SQ of undefined length before (0008,0018): the cheap walk gives up,
+    # and the check happens with pydicom when the violations are read.
+    sq = struct.pack("<HH2s2xI", 8, 6, b"SQ", 0xFFFFFFFF)
+    sq += struct.pack("<HHI", 0xFFFE, 0xE000, 0) + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+    uid = b"1.2.3.777\x00"
+    data = sq + struct.pack("<HH2sH", 8, 0x18, b"UI", len(uid)) + uid
+    c = raw(scp.port)
+    c.associate()
+    c.store(1, CT, "1.2.3.4", data)
+    assert c.read_status() == 0
+    c.release()
+    assert scp.received[0].dataset_sop_instance_uid is None  # not read on the receive path
+    [v] = scp.violations
+    assert v.kind == "uid-mismatch" and "1.2.3.777" in v.detail
+    assert scp.received[0].dataset_sop_instance_uid == "1.2.3.777"
+
+
+def test_ipv6_loopback(scp_factory: Callable[..., MockScp], h: Any) -> None:
+    scp = scp_factory(host="::1")
+    assert scp.addr == f"[::1]:{scp.port}"
+    assoc = _ae().associate("::1", scp.port)
+    assert assoc.send_c_store(h.make_dataset()).Status == 0
+    assoc.release()
+
+
+def test_verification_is_always_accepted(scp_factory: Callable[..., MockScp]) -> None:
+    scp = scp_factory(sop_classes=["MRImageStorage"], transfer_syntaxes=["JPEGBaseline8Bit"])
+    assoc = _assoc(scp, contexts=[build_context(Verification)])
+    assert assoc.send_c_echo().Status == 0
+    assoc.release()
+
+
+def test_other_dimse_commands_get_unrecognized_operation(
+    scp_factory: Callable[..., MockScp], h: Any
+) -> None:
+    from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind
+
+    scp = scp_factory(accept_unknown_sop_classes=True)
+    assoc = _assoc(scp, contexts=[build_context(PatientRootQueryRetrieveInformationModelFind)])
+    query = h.make_dataset()
+    query.QueryRetrieveLevel = "PATIENT"
+    [(status, _)] = list(assoc.send_c_find(query, PatientRootQueryRetrieveInformationModelFind))
+    assoc.release()
+    assert status.Status == 0x0211
+    assert scp.received == []
