@@ -302,3 +302,21 @@ def test_sop_instance_uid_is_kept(name: str, target: str) -> None:
     original, converted = _convert(name, target)
     assert converted.SOPInstanceUID == original.SOPInstanceUID
     assert converted.SOPInstanceUID == read_header(Entry(name, path=_path(name))).sop_instance_uid
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+@pytest.mark.parametrize("target", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless])
+def test_dataset_only_file_converts(implicit: bool, target: str) -> None:
+    ds = pydicom.dcmread(_path("MR_small.dcm"))
+    expected = ds.pixel_array
+    del ds.file_meta
+    ds.preamble = None
+    buffer = io.BytesIO()
+    ds.save_as(buffer, implicit_vr=implicit, little_endian=True, enforce_file_format=False)
+    assert buffer.getvalue()[:2] == b"\x08\x00"  # no preamble, no meta
+    entry = Entry("bare.dcm", data=buffer.getvalue())
+    header = read_header(entry)
+    assert not header.has_meta
+    converted = decode(convert(entry, header, target), target)
+    assert converted.SOPInstanceUID == ds.SOPInstanceUID
+    np.testing.assert_array_equal(converted.pixel_array, expected)
