@@ -148,6 +148,19 @@ def test_parse_address_rejects_an_impossible_ipv4_address() -> None:
         parse_address("192.168.1.256:104")
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: scu/options.py parse_address: the host-name regex does not limit a label to "
+    "63 characters, so 'a'*64 + '.example:104' is accepted; send() and echo() then raise "
+    "UnicodeError from the idna codec (scu/association.py catches only OSError around "
+    "create_connection) instead of ConnectionFailed, and the TransferResult is lost",
+)
+def test_parse_address_rejects_a_host_label_over_63_characters() -> None:
+    assert parse_address("a" * 63 + ".example:104").host == "a" * 63 + ".example"
+    with pytest.raises(ValueError, match="addr"):
+        parse_address("a" * 64 + ".example:104")
+
+
 # --- AE titles ---------------------------------------------------------------------
 
 
