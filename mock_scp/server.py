@@ -58,6 +58,10 @@ _C_STORE_RQ = 0x0001
 _C_ECHO_RQ = 0x0030
 _NO_DATASET = 0x0101
 _DRAIN_SECONDS = 1.0
+# Sizes beyond which a PDU is refused outright rather than buffered.
+_MAX_ASSOCIATE_RQ = 1 << 20
+_MAX_CONTROL_PDU = 1 << 10
+_MAX_PDU_BUFFERED = 1 << 28
 
 
 @dataclass(eq=False)
@@ -759,6 +763,8 @@ class _Connection:
                     "aborted", f"unexpected PDU type {pdu_type:#04x} before association", abort=True
                 )
                 return
+            if length > _MAX_ASSOCIATE_RQ:
+                raise wire.WireError(f"A-ASSOCIATE-RQ of {length} bytes")
             rq = wire.decode_associate_rq(self.reader.body(length))
         except TimeoutError:
             self.record = self._new_record(None)
@@ -823,8 +829,15 @@ class _Connection:
                                 abort_reason=6,
                             )
                             return
+                    if length > _MAX_PDU_BUFFERED:
+                        # Never try to buffer gigabytes on a peer's say-so.
+                        self._protocol_abort(f"P-DATA-TF of {length} bytes is beyond any use")
+                        return
                     if not self._p_data(reader.body(length)):
                         return
+                elif length > _MAX_CONTROL_PDU:
+                    self._protocol_abort(f"PDU type {pdu_type:#04x} of {length} bytes")
+                    return
                 elif pdu_type == wire.PDU_RELEASE_RQ:
                     reader.body(length)
                     if self.message is not None:

@@ -665,3 +665,24 @@ def test_other_dimse_commands_get_unrecognized_operation(
     assoc.release()
     assert status.Status == 0x0211
     assert scp.received == []
+
+
+def test_protocol_errors_abort_and_are_recorded(
+    scp: MockScp, raw: Callable[[int], Any], h: Any
+) -> None:
+    import struct
+
+    first = raw(scp.port)
+    first.sock.sendall(struct.pack(">BxI", 4, 6) + b"\x00" * 6)  # P-DATA before associating
+    assert first.read_pdu()[0] == 7
+    second = raw(scp.port)
+    second.associate()
+    second.p_data(1, h.explicit_dataset("1.2.3"), command=False)  # dataset without a command
+    assert second.read_pdu()[0] == 7
+    third = raw(scp.port)
+    third.associate()
+    third.sock.sendall(struct.pack(">BxI", 5, 5000) + b"\x00" * 5000)  # oversized A-RELEASE-RQ
+    assert third.read_pdu()[0] == 7
+    assert scp.wait_idle(5)
+    assert [v.kind for v in scp.violations] == ["protocol"] * 3
+    assert [a.ended for a in scp.associations] == ["aborted"] * 3
