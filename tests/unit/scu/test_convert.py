@@ -320,3 +320,20 @@ def test_dataset_only_file_converts(implicit: bool, target: str) -> None:
     converted = decode(convert(entry, header, target), target)
     assert converted.SOPInstanceUID == ds.SOPInstanceUID
     np.testing.assert_array_equal(converted.pixel_array, expected)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1: pydicom has no encoder
+        "1.2.840.10008.1.2.4.51",  # JPEG Extended
+        "1.2.840.10008.1.2.4.201",  # HTJ2K Lossless
+        "1.2.840.10008.1.2.4.91",  # JPEG 2000 lossy: needs a ratio or PSNR
+    ],
+)
+def test_no_encoder_is_a_conversion_error_naming_the_syntax(target: str) -> None:
+    from scu.syntaxes import syntax_name
+
+    with pytest.raises(ConversionError, match="cannot encode pixel data in") as info:
+        _convert("MR_small.dcm", target)
+    assert syntax_name(target) in str(info.value)
