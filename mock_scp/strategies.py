@@ -32,6 +32,7 @@ __all__ = [
     "SOP_CLASSES",
     "UNCOMPRESSED_SYNTAXES",
     "WARNING_STATUSES",
+    "Action",
     "FileSpec",
     "ScpPolicy",
     "StoreRule",
@@ -174,6 +175,8 @@ class ScpPolicy:
         accepts the same syntaxes, else a mapping SOP class -> syntaxes."""
         table = self.by_sop_class
         syntaxes = set(table.values())
+        if not table:
+            raise ValueError("ScpPolicy: MockScp needs at least one accepted SOP class")
         if len(syntaxes) == 1:
             return {"sop_classes": sorted(table), "transfer_syntaxes": sorted(syntaxes.pop())}
         return {
@@ -223,9 +226,16 @@ def statuses(
     return st.one_of(*(parts[k] for k in kinds))
 
 
+# ErrorComment is LO-like: printable ASCII, no backslash, at most 64 characters.
 _COMMENTS = st.one_of(
     st.none(),
-    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=24),
+    st.text(
+        st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters="\\"),
+        min_size=1,
+        max_size=24,
+    )
+    .map(str.strip)
+    .filter(bool),
 )
 
 
@@ -237,35 +247,35 @@ def _respond(kinds: Sequence[StatusKind]) -> st.SearchStrategy[StoreRule]:
 
 def store_rules(
     *,
+    actions: Sequence[Action] = ("accept", "respond", "stall", "abort", "disconnect"),
+    kinds: Sequence[StatusKind] = ("success", "warning", "failure"),
     nth: st.SearchStrategy[int | None] | None = None,
     sop_instance_uid: st.SearchStrategy[str | None] | None = None,
-    faults: bool = True,
     stall_seconds: st.SearchStrategy[float] | None = None,
     times: st.SearchStrategy[int | None] | None = None,
 ) -> st.SearchStrategy[StoreRule]:
-    """One store rule: a status of any kind, or (``faults=True``) a stall of
-    ``stall_seconds``, an A-ABORT (before or during the dataset) or a dropped
-    connection. Matchers come from ``nth`` / ``sop_instance_uid`` (default: nth 1..10)."""
-    actions: list[st.SearchStrategy[StoreRule]] = [
-        st.just(StoreRule("accept")),
-        _respond(("success", "warning", "failure")),
-    ]
-    if faults:
-        actions += [
-            st.builds(
-                StoreRule,
-                action=st.just("stall"),
-                seconds=st.just(1.5) if stall_seconds is None else stall_seconds,
-            ),
-            st.builds(StoreRule, action=st.just("abort"), during_dataset=st.booleans()),
-            st.just(StoreRule("disconnect")),
-        ]
+    """One store rule with one of ``actions``: ``respond`` with a status of ``kinds``,
+    ``stall`` for ``stall_seconds`` (default 1.5), ``abort`` (before or during the data
+    set), ``disconnect`` or ``accept``. Matchers come from ``nth`` (default: none or
+    1..10) and ``sop_instance_uid`` (default: none); ``times`` is none or 1."""
+    seconds = st.just(1.5) if stall_seconds is None else stall_seconds
+    by_action: dict[str, st.SearchStrategy[StoreRule]] = {
+        "accept": st.just(StoreRule("accept")),
+        "respond": _respond(kinds),
+        "stall": st.builds(StoreRule, action=st.just("stall"), seconds=seconds),
+        "abort": st.builds(StoreRule, action=st.just("abort"), during_dataset=st.booleans()),
+        "disconnect": st.just(StoreRule("disconnect")),
+    }
+    unknown = set(actions) - set(by_action)
+    if unknown or not actions:
+        raise ValueError(f"store_rules: actions must be among {sorted(by_action)}, got {actions}")
+    chosen = [by_action[a] for a in actions]
     nths = st.one_of(st.none(), st.integers(1, 10)) if nth is None else nth
     instances = st.none() if sop_instance_uid is None else sop_instance_uid
 
     @st.composite
     def build(draw: st.DrawFn) -> StoreRule:
-        rule = draw(st.one_of(*actions))
+        rule = draw(st.one_of(*chosen))
         return StoreRule(
             rule.action,
             status=rule.status,

@@ -71,14 +71,19 @@ class Entry:
     transfer_syntax: str = EXPLICIT
     readable: bool = True
     bits_allocated: int = 8
+    #: The smaller of Rows and Columns (encoders have a minimum image size).
+    min_side: int = 512
 
 
 @dataclass(frozen=True)
 class Codecs:
-    """Which syntaxes pixel data can be decoded from and encoded to on this machine."""
+    """Which syntaxes pixel data can be decoded from and encoded to on this machine,
+    and the smallest image side an encoder handles (OpenJPEG, driven with pydicom's
+    six resolution levels, needs at least 32x32)."""
 
     decodable: frozenset[str]
     encodable: frozenset[str]
+    min_side: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def installed(cls) -> Codecs:
@@ -96,7 +101,14 @@ class Codecs:
                         found.add(str(uid))
                 except (NotImplementedError, ValueError):
                     pass
-        return cls(frozenset(decodable), frozenset(encodable))
+        try:  # JPEG Baseline (8-bit only) is encoded with Pillow, which pydicom lacks
+            import PIL  # noqa: F401
+
+            encodable.add(JPEG_BASELINE)
+        except ImportError:
+            pass
+        j2k = ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91")
+        return cls(frozenset(decodable), frozenset(encodable), tuple((ts, 32) for ts in j2k))
 
 
 @dataclass(frozen=True)
@@ -158,8 +170,9 @@ class Prediction:
         return len(self.outcomes)
 
 
-def conversion_error(source: str, target: str, bits_allocated: int, codecs: Codecs) -> str | None:
-    """Why a dataset in ``source`` cannot be re-encoded in ``target`` (``None``: it can)."""
+def conversion_error(entry: Entry, target: str, codecs: Codecs) -> str | None:
+    """Why an entry's data set cannot be re-encoded in ``target`` (``None``: it can)."""
+    source, bits_allocated = entry.transfer_syntax, entry.bits_allocated
     if source == target:
         return None
     if source not in codecs.decodable:
@@ -170,6 +183,9 @@ def conversion_error(source: str, target: str, bits_allocated: int, codecs: Code
         return "lossy JPEG Baseline cannot hold more than 8 bits"
     if target not in codecs.encodable:
         return f"no encoder for {target}"
+    smallest = dict(codecs.min_side).get(target, 1)
+    if entry.min_side < smallest:
+        return f"the {target} encoder needs images of at least {smallest}x{smallest}"
     return None
 
 
@@ -182,7 +198,9 @@ def wire_syntax(
         target = options.transfer_syntax
         if not policy.accepts(sop, target):
             return None, Fate.NO_CONTEXT
-        if conversion_error(own, target, entry.bits_allocated, codecs):
+        if target != own and options.never_transcode:
+            return None, Fate.CONVERSION  # forced and never_transcode: nothing may change
+        if conversion_error(entry, target, codecs):
             return None, Fate.CONVERSION
         return target, None
     if policy.accepts(sop, own):
@@ -191,7 +209,7 @@ def wire_syntax(
         return None, Fate.NO_CONTEXT
     for fallback in FALLBACKS:
         if policy.accepts(sop, fallback):
-            if conversion_error(own, fallback, entry.bits_allocated, codecs):
+            if conversion_error(entry, fallback, codecs):
                 return None, Fate.CONVERSION
             return fallback, None
     return None, Fate.NO_CONTEXT
@@ -229,51 +247,61 @@ def order_independent(entries: Sequence[Entry], scp: Scp, options: Options) -> b
 def _answer(
     rules: Sequence[StoreRule], left: list[int | None], nth: int, entry: Entry, timeout: float
 ) -> tuple[Fate, int | None]:
-    """How the SCP answers one store: the first matching rule with uses left wins; a
-    stall shorter than the SCU's DIMSE timeout hands over to the next matching rule."""
+    """How the SCP answers one store: the first matching rule with uses left wins.
+    Stalls are modifiers: they add up and matching goes on to the answering rule; if
+    they reach the SCU's DIMSE timeout the SCU gives up first."""
+    stalled = 0.0
+    answer: tuple[Fate, int | None] = (Fate.SUCCESS, 0x0000)
     for index, rule in enumerate(rules):
         if left[index] == 0 or not rule.matches(
             nth=nth, sop_class_uid=entry.sop_class_uid, sop_instance_uid=entry.sop_instance_uid
         ):
             continue
-        if left[index] is not None:
-            left[index] = left[index] - 1  # type: ignore[operator]
+        uses = left[index]
+        if uses is not None:
+            left[index] = uses - 1
         if rule.action == "stall":
-            if (rule.seconds or 0.0) >= timeout:
-                return Fate.TIMEOUT, None
+            stalled += rule.seconds or 0.0
             continue
         if rule.action == "abort":
-            return Fate.ABORTED, None
-        if rule.action == "disconnect":
-            return Fate.DROPPED, None
-        status = 0x0000 if rule.action == "accept" else rule.status
-        assert status is not None
-        return _STATUS_FATES[status_kind(status)], status
-    return Fate.SUCCESS, 0x0000
+            answer = (Fate.ABORTED, None)
+        elif rule.action == "disconnect":
+            answer = (Fate.DROPPED, None)
+        else:
+            status = 0x0000 if rule.action == "accept" else rule.status
+            assert status is not None
+            answer = (_STATUS_FATES[status_kind(status)], status)
+        break
+    return (Fate.TIMEOUT, None) if stalled >= timeout else answer
 
 
 _STATUS_FATES = {"success": Fate.SUCCESS, "warning": Fate.WARNING, "failure": Fate.STATUS}
 
 
 def predict(entries: Sequence[Entry], scp: Scp, options: Options, codecs: Codecs) -> Prediction:
-    """What must happen when ``entries`` are sent to ``scp`` with ``options``."""
+    """What must happen when ``entries`` are sent to ``scp`` with ``options``.
+
+    The SCU associates when it reaches the first entry it can read. If the SCP rejects
+    that association, every entry from there on fails with the rejection and ``send()``
+    raises (no association at all); an ``on_store`` rule then never runs.
+    """
     proposed = proposed_contexts(entries, options)
-    if scp.reject_first and proposed:
-        # The first association is refused: nothing can be sent, every entry fails.
-        outcomes = tuple(
-            Outcome(e.name, Fate.REJECTED if e.readable else Fate.UNREADABLE) for e in entries
-        )
-        return Prediction(outcomes, proposed, raises=True)
     left: list[int | None] = [rule.times for rule in scp.rules]
     outcomes_list: list[Outcome] = []
     stores = 0
-    stopped = False
+    stopped = rejected = False
     for entry in entries:
+        if rejected:
+            outcomes_list.append(Outcome(entry.name, Fate.REJECTED))
+            continue
         if stopped:
             outcomes_list.append(Outcome(entry.name, Fate.FAIL_FAST))
             continue
         if not entry.readable:
             outcome = Outcome(entry.name, Fate.UNREADABLE)
+        elif scp.reject_first:
+            rejected = True
+            outcome = Outcome(entry.name, Fate.REJECTED)
         else:
             syntax, refusal = wire_syntax(entry, scp.policy, options, codecs)
             if refusal is not None:
@@ -288,7 +316,7 @@ def predict(entries: Sequence[Entry], scp: Scp, options: Options, codecs: Codecs
     warnings = tuple(
         (o.name, o.status) for o in outcomes if o.fate is Fate.WARNING and o.status is not None
     )
-    return Prediction(outcomes, proposed, stores=stores, warnings=warnings)
+    return Prediction(outcomes, proposed, raises=rejected, stores=stores, warnings=warnings)
 
 
 __all__ = [
