@@ -26,7 +26,7 @@ Fixtures come in layers, as in pytest-httpserver:
 Configuration fixtures to override in a ``conftest.py`` or a test module:
 ``mock_scp_options`` (dict of MockScp keyword arguments, default ``{}``),
 ``store_scu_options`` (dict of StoreScu keyword arguments, default ``{}``) and
-``mock_scp_idle_timeout`` (seconds teardown waits for open associations, default 5).
+``mock_scp_idle_timeout`` (seconds teardown waits for open associations, default 2).
 
 Imports of ``mock_scp``/``scu`` are deferred to fixture set-up so that loading the plugin
 (which pytest does for every project where scukit is installed) costs nothing.
@@ -106,6 +106,16 @@ class MockScpFactory:
             scp.stop()
         return winner
 
+    def discard(self, scp: MockScp) -> None:
+        """Stop ``scp`` and forget it, so ``shared()`` starts a fresh server next time."""
+        with self._lock:
+            for key, shared in list(self._shared.items()):
+                if shared is scp:
+                    del self._shared[key]
+            if scp in self._servers:
+                self._servers.remove(scp)
+        scp.stop()
+
     @property
     def servers(self) -> list[MockScp]:
         """Every server this factory started, oldest first."""
@@ -178,8 +188,9 @@ def mock_scp_options() -> dict[str, Any]:
 
 @pytest.fixture
 def mock_scp_idle_timeout() -> float:
-    """Seconds ``mock_scp`` teardown waits for open associations before ``check()``."""
-    return 5.0
+    """Seconds ``mock_scp`` teardown waits for open associations to end; a server still
+    busy after that is stopped and replaced (the next test gets a fresh one)."""
+    return 2.0
 
 
 @pytest.fixture
@@ -193,15 +204,20 @@ def mock_scp(
     The server is shared by every test with the same ``mock_scp_options`` (starting one
     per test would cost a thread and a port each time); ``reset()`` clears rules, journal
     and the nth counter first. Teardown waits up to ``mock_scp_idle_timeout`` for
-    associations to end, then calls ``check()``: unmet ``expect=`` counts, errors raised
-    in server threads and SCU violations make the test fail at teardown.
+    associations to end (a server still busy is stopped and replaced, so one test's
+    traffic never lands in the next test's journal), then calls ``check()``: unmet
+    ``expect=`` counts, errors raised in server threads and SCU violations make the test
+    fail at teardown.
     """
     scp = mock_scp_factory.shared(**mock_scp_options)
     scp.reset()
     yield scp
     # The SCU may still be releasing when the test body returns; what the server saw of
     # that release belongs to this test's verdict, not to the next test's journal.
-    scp.wait_idle(mock_scp_idle_timeout)
+    if not scp.wait_idle(mock_scp_idle_timeout):
+        # Still busy (a stall outliving its SCU, a client left connected): stopping it is
+        # the only way to keep this test's traffic out of the next test's journal.
+        mock_scp_factory.discard(scp)
     scp.check()
 
 

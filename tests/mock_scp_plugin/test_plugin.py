@@ -256,3 +256,36 @@ def test_any_sender_can_use_the_fixture(pytester: pytest.Pytester) -> None:
         """
     )
     run(pytester).assert_outcomes(passed=1)
+
+
+def test_a_busy_server_does_not_leak_into_the_next_test(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def mock_scp_idle_timeout():
+            return 0.5
+
+        @pytest.fixture
+        def store_scu_options():
+            return {"dimse_timeout": 0.5}
+        """
+    )
+    pytester.makepyfile(
+        """
+        def test_sender_gives_up_on_a_stall(mock_scp, store_scu, dicom_file_factory):
+            mock_scp.on_store(nth=1).stall(60)
+            store_scu.add_file(dicom_file_factory())
+            result = store_scu.send()
+            assert result.failed == 1 and "dimse_timeout" in result.files[0].error
+
+        def test_next_test_sees_nothing_of_it(mock_scp, store_scu, dicom_file_factory):
+            assert mock_scp.wait_idle(0)  # no connection left over from the stall
+            store_scu.add_file(dicom_file_factory())
+            assert store_scu.send().successful == 1
+            assert [r.action for r in mock_scp.received] == ["accept"]
+            assert [a.ended for a in mock_scp.associations] == ["released"]
+        """
+    )
+    run(pytester).assert_outcomes(passed=2)
