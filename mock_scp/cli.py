@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from mock_scp import MockScp
     from mock_scp.journal import AssociationRecord, ReceivedStore
 
-__all__ = ["main", "register_serve", "run_serve"]
+__all__ = ["main", "register_serve", "run_serve", "summary"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 0
