@@ -8,6 +8,8 @@ from io import BytesIO
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
@@ -432,3 +434,36 @@ def test_command_truncated_anywhere_never_escapes_as_another_error() -> None:
             wire.decode_command(encoded[:cut])
         except ProtocolError:
             pass
+
+
+_AE_TEXT = st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="\\"),
+    min_size=1,
+    max_size=16,
+)
+_UIDS = st.sampled_from([CT, MR, ELE, ILE, J2K, "1.2.840.10008.1.2.5", "1.2.3.4.5.6.7.8.9.10"])
+
+
+@settings(max_examples=50, derandomize=True, database=None, deadline=None)
+@given(
+    calling=_AE_TEXT,
+    called=_AE_TEXT,
+    max_pdu=st.sampled_from([0, 4096, 16384, 131072]),
+    contexts=st.lists(
+        st.tuples(_UIDS, st.lists(_UIDS, min_size=1, max_size=4)), min_size=1, max_size=128
+    ),
+)
+def test_any_associate_rq_decodes_with_pynetdicom(
+    calling: str, called: str, max_pdu: int, contexts: list[tuple[str, list[str]]]
+) -> None:
+    numbered = [(2 * i + 1, abstract, syntaxes) for i, (abstract, syntaxes) in enumerate(contexts)]
+    encoded = wire.encode_associate_rq(
+        calling_ae_title=calling, called_ae_title=called, contexts=numbered, max_pdu_length=max_pdu
+    )
+    pdu = A_ASSOCIATE_RQ()
+    pdu.decode(encoded)
+    assert (pdu.calling_ae_title, pdu.called_ae_title) == (calling, called)
+    assert [
+        (c.context_id, c.abstract_syntax, c.transfer_syntax) for c in pdu.presentation_context
+    ] == numbered
+    assert pdu.to_primitive().maximum_length_received == max_pdu
