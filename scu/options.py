@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "MAX_PDU_RANGE",
+    "MAX_TIMEOUT",
     "Address",
     "parse_address",
     "validate_ae_title",
@@ -23,9 +24,11 @@ __all__ = [
 #: Accepted ``max_pdu_length`` values, besides 0 ("no limit").
 MAX_PDU_RANGE = (4096, 131072)
 
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$"
-)
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*")
+_DOTTED_NUMBERS = re.compile(r"[0-9.]+")
+#: Longest accepted timeout: beyond this, sockets cannot represent it (time_t overflow).
+MAX_TIMEOUT = 1_000_000.0
 
 
 @dataclass(frozen=True)
@@ -66,12 +69,14 @@ def parse_address(addr: str) -> Address:
             raise ValueError(f"addr {addr!r}: missing host or port; {hint}")
         if ":" in host:
             raise ValueError(f"addr {addr!r}: write IPv6 addresses in brackets; {hint}")
-        if not _HOSTNAME.match(host):
+        if _DOTTED_NUMBERS.fullmatch(host):
             try:
                 ipaddress.IPv4Address(host)
             except ValueError:
-                raise ValueError(f"addr {addr!r}: {host!r} is not a valid host name") from None
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+                raise ValueError(f"addr {addr!r}: {host!r} is not an IPv4 address") from None
+        elif not _HOSTNAME.fullmatch(host):
+            raise ValueError(f"addr {addr!r}: {host!r} is not a valid host name")
+    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
         raise ValueError(f"addr {addr!r}: port must be a number 1..65535, got {port_text!r}")
     return Address(host=host, port=int(port_text), ae_title=ae_title)
 
@@ -116,7 +121,10 @@ def validate_timeout(value: object, *, parameter: str) -> float | None:
         isinstance(value, bool)
         or not isinstance(value, (int, float))
         or not math.isfinite(value)
-        or value <= 0
+        or not 0 < value <= MAX_TIMEOUT
     ):
-        raise ValueError(f"{parameter} must be a positive number of seconds or None, got {value!r}")
+        raise ValueError(
+            f"{parameter} must be a positive number of seconds or None "
+            f"(at most {MAX_TIMEOUT:.0f}), got {value!r}"
+        )
     return float(value)

@@ -116,45 +116,22 @@ def test_parse_address_ae_title_may_contain_an_at_sign() -> None:
     assert parse_address("A@B@host:104") == Address("host", 104, "A@B")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: scu/options.py parse_address: the host-name regex ends in '$', which also "
-    "matches before a trailing newline, so 'host\\n:104' is accepted with host 'host\\n'",
-)
 def test_parse_address_rejects_a_newline_inside_the_host() -> None:
     with pytest.raises(ValueError, match="addr"):
         parse_address("host\n:104")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: scu/options.py parse_address: port_text.isdigit() accepts Unicode digits; "
-    "'host:\u00b2' then fails inside int() with \"invalid literal for int()\" (the message "
-    "names neither addr nor 1..65535) and full-width digits are silently accepted",
-)
 @pytest.mark.parametrize("port", ["\u00b2", "\uff11\uff10\uff14"])
 def test_parse_address_port_must_be_ascii_digits(port: str) -> None:
     with pytest.raises(ValueError, match=r"addr .*port must be a number 1\.\.65535"):
         parse_address(f"host:{port}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: scu/options.py parse_address: a dotted quad that is not an IPv4 address "
-    "('192.168.1.256') passes the host-name regex, so the typo only shows up at connect time",
-)
 def test_parse_address_rejects_an_impossible_ipv4_address() -> None:
     with pytest.raises(ValueError, match="addr"):
         parse_address("192.168.1.256:104")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: scu/options.py parse_address: the host-name regex does not limit a label to "
-    "63 characters, so 'a'*64 + '.example:104' is accepted; send() and echo() then raise "
-    "UnicodeError from the idna codec (scu/association.py catches only OSError around "
-    "create_connection) instead of ConnectionFailed, and the TransferResult is lost",
-)
 def test_parse_address_rejects_a_host_label_over_63_characters() -> None:
     assert parse_address("a" * 63 + ".example:104").host == "a" * 63 + ".example"
     with pytest.raises(ValueError, match="addr"):
@@ -255,13 +232,6 @@ def test_validate_timeout_rejects(value: object) -> None:
     assert repr(value) in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: scu/options.py validate_timeout has no upper bound: 1e10 s (or 1e300) is "
-    "accepted at construction, then socket.settimeout raises OverflowError ('timestamp out "
-    "of range for platform time_t') inside send(), which escapes as OverflowError instead "
-    "of a ValueError at construction",
-)
 @pytest.mark.parametrize("value", [1e10, 1e300])
 def test_every_accepted_timeout_is_usable_by_a_socket(value: float) -> None:
     try:
