@@ -127,6 +127,20 @@ Action = Respond | Stall | Abort | CloseSocket
 
 
 @dataclass(frozen=True)
+class DuringDataset:
+    """What to do on receiving a P-DATA-TF PDU, before the data set is complete:
+    ``"abort"`` writes an A-ABORT PDU and closes (DCMTK's ``--abort-during``),
+    ``"close"`` closes the socket, ``"sleep"`` stops reading for ``seconds``."""
+
+    what: str
+    seconds: float = 0.0
+
+
+#: A-ABORT, source 2 (service provider), reason 0.
+_ABORT_PDU = bytes((0x07, 0, 0, 0, 0, 4, 0, 0, 2, 0))
+
+
+@dataclass(frozen=True)
 class Reject:
     """An A-ASSOCIATE-RJ with the standard's numbers."""
 
@@ -210,6 +224,9 @@ class HarnessScp:
         self.errors: list[BaseException] = []
         self.action: Callable[[int, Event], Action] = lambda _n, _e: Respond()
         self.reject: Callable[[int], Reject | None] = lambda _n: None
+        #: Called with the 1-based P-DATA-TF PDU number (over the server's life).
+        self.during_dataset: Callable[[int], DuringDataset | None] = lambda _n: None
+        self._pdata = 0
         self.decode_datasets = decode_datasets
         self._state = _State()
         self._by_assoc: dict[int, AssociationSeen] = {}
@@ -347,6 +364,29 @@ class HarnessScp:
             seen = self._by_assoc.get(id(event.assoc))
             if seen is not None:
                 seen.largest_pdata_pdu = max(seen.largest_pdata_pdu, len(data) - 6)
+            self._pdata += 1  # only the DUL thread of one association runs this at a time
+            fault = self.during_dataset(self._pdata)
+            if fault is not None:
+                self._fault_during_dataset(event, fault)
+
+    def _fault_during_dataset(self, event: Event, fault: DuringDataset) -> None:
+        # This runs in pynetdicom's DUL thread, which owns the socket: act on the raw
+        # socket (assoc.abort() from here would wait for this very thread).
+        sock = event.assoc.dul.socket.socket
+        if fault.what == "sleep":
+            time.sleep(fault.seconds)
+            return
+        if sock is None:
+            return
+        if fault.what == "abort":
+            try:
+                sock.sendall(_ABORT_PDU)
+            except OSError:
+                pass
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _on_store(self, event: Event) -> int | Dataset:
         try:
