@@ -17,19 +17,19 @@ import mmap
 import os
 import re
 import struct
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 
 from scu.syntaxes import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE
 
 __all__ = ["Entry", "EntryError", "Header", "read_header"]
 
-_TAG_LEN = struct.Struct("<HHL")
 _TAG_VR_SHORT = struct.Struct("<HH2sH")
 _U32 = struct.Struct("<L")
+Buffer = bytes | mmap.mmap
 _LONG_VRS = frozenset(
     {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 )
@@ -125,7 +125,48 @@ class _Truncated(EntryError):
     pass
 
 
-def _walk(buf: bytes | mmap.mmap, offset: int, end: int, explicit: bool, depth: int) -> int:
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """The byte order of a data set: every number in it (tags included) follows it."""
+
+    tag_len: struct.Struct
+    tag_vr_short: struct.Struct
+    u32: struct.Struct
+
+
+_LITTLE = _Layout(struct.Struct("<HHL"), struct.Struct("<HH2sH"), struct.Struct("<L"))
+_BIG = _Layout(struct.Struct(">HHL"), struct.Struct(">HH2sH"), struct.Struct(">L"))
+
+
+def _element(
+    buf: Buffer, offset: int, end: int, explicit: bool, layout: _Layout
+) -> tuple[int, int, int, int, bool]:
+    """(group, element, value length, header size, nested explicit) at ``offset``."""
+    if explicit:
+        group, element, vr, length = layout.tag_vr_short.unpack_from(buf, offset)
+    else:
+        group, element, length = layout.tag_len.unpack_from(buf, offset)
+        return group, element, length, 8, False
+    if group == 0xFFFE:  # item tags have no VR, whatever the syntax
+        group, element, length = layout.tag_len.unpack_from(buf, offset)
+        return group, element, length, 8, explicit
+    if vr in _LONG_VRS:
+        if offset + 12 > end:
+            raise _Truncated(f"truncated: element ({group:04X},{element:04X}) header cut")
+        (length,) = layout.u32.unpack_from(buf, offset + 8)
+        # An undefined-length UN holds Implicit VR data (PS3.5 6.2.2).
+        return group, element, length, 12, vr != b"UN"
+    if vr not in _VRS:
+        raise EntryError(
+            f"malformed data set: element ({group:04X},{element:04X}) at offset {offset} "
+            f"has invalid VR {vr!r} for explicit VR encoding"
+        )
+    return group, element, length, 8, True
+
+
+def _walk(
+    buf: Buffer, offset: int, end: int, explicit: bool, depth: int, layout: _Layout = _LITTLE
+) -> int:
     """Skip over data elements from ``offset``; return where they end.
 
     At depth 0 the elements must end exactly at ``end``; nested (inside an item of
@@ -139,33 +180,20 @@ def _walk(buf: bytes | mmap.mmap, offset: int, end: int, explicit: bool, depth: 
                 f"truncated: {end - offset} stray bytes at offset {offset} where a data element "
                 "should start"
             )
-        if explicit:
-            group, element, vr, length = _TAG_VR_SHORT.unpack_from(buf, offset)
-        else:
-            group, element, length = _TAG_LEN.unpack_from(buf, offset)
+        group, element, length, header, nested_explicit = _element(
+            buf, offset, end, explicit, layout
+        )
         if group == 0xFFFE:
             if element == 0xE00D and depth > 0:
                 return offset + 8
             raise EntryError(
                 f"malformed data set: unexpected delimiter (FFFE,{element:04X}) at offset {offset}"
             )
-        header = 8
-        nested_explicit = explicit
-        if explicit:
-            if vr in _LONG_VRS:
-                if offset + 12 > end:
-                    raise _Truncated(f"truncated: element ({group:04X},{element:04X}) header cut")
-                (length,) = _U32.unpack_from(buf, offset + 8)
-                header = 12
-                nested_explicit = vr != b"UN"
-            elif vr not in _VRS:
-                raise EntryError(
-                    f"malformed data set: element ({group:04X},{element:04X}) at offset {offset} "
-                    f"has invalid VR {vr!r} for explicit VR encoding"
-                )
         offset += header
         if length == _UNDEFINED:
-            offset = _walk_items(buf, offset, end, nested_explicit, depth + 1, (group, element))
+            offset = _walk_items(
+                buf, offset, end, nested_explicit, depth + 1, (group, element), layout
+            )
         elif offset + length > end:
             raise _Truncated(
                 f"truncated: element ({group:04X},{element:04X}) declares {length} bytes but only "
@@ -179,13 +207,19 @@ def _walk(buf: bytes | mmap.mmap, offset: int, end: int, explicit: bool, depth: 
 
 
 def _walk_items(
-    buf: bytes | mmap.mmap, offset: int, end: int, explicit: bool, depth: int, tag: tuple[int, int]
+    buf: Buffer,
+    offset: int,
+    end: int,
+    explicit: bool,
+    depth: int,
+    tag: tuple[int, int],
+    layout: _Layout,
 ) -> int:
     name = f"({tag[0]:04X},{tag[1]:04X})"
     while True:
         if offset + 8 > end:
             raise _Truncated(f"truncated: element {name} of undefined length is not closed")
-        group, element, length = _TAG_LEN.unpack_from(buf, offset)
+        group, element, length = layout.tag_len.unpack_from(buf, offset)
         offset += 8
         if (group, element) == (0xFFFE, 0xE0DD):
             return offset
@@ -195,7 +229,7 @@ def _walk_items(
                 f"({group:04X},{element:04X}) where an item should be"
             )
         if length == _UNDEFINED:
-            offset = _walk(buf, offset, end, explicit, depth)
+            offset = _walk(buf, offset, end, explicit, depth, layout)
         elif offset + length > end:
             raise _Truncated(
                 f"truncated: an item of {name} declares {length} bytes but only "
@@ -206,25 +240,20 @@ def _walk_items(
 
 
 def _find_uids(
-    buf: bytes | mmap.mmap, offset: int, end: int, explicit: bool
+    buf: Buffer, offset: int, end: int, explicit: bool, layout: _Layout = _LITTLE
 ) -> tuple[str | None, str | None]:
-    """SOP Class and Instance UIDs among the first top-level elements."""
+    """SOP Class and Instance UIDs among the first top-level elements (the structure
+    has been checked by :func:`_walk` already)."""
     found: dict[tuple[int, int], str] = {}
     while offset + 8 <= end:
-        group, element, length = _TAG_LEN.unpack_from(buf, offset)
+        group, element, length, header, nested_explicit = _element(
+            buf, offset, end, explicit, layout
+        )
         if (group, element) > _SOP_INSTANCE:
             break
-        header = 8
-        if explicit:
-            vr = bytes(buf[offset + 4 : offset + 6])
-            if vr in _LONG_VRS:
-                (length,) = _U32.unpack_from(buf, offset + 8)
-                header = 12
-            else:
-                length >>= 16
         offset += header
         if length == _UNDEFINED:
-            offset = _walk_items(buf, offset, end, explicit, 1, (group, element))
+            offset = _walk_items(buf, offset, end, nested_explicit, 1, (group, element), layout)
             continue
         if (group, element) in (_SOP_CLASS, _SOP_INSTANCE):
             value = bytes(buf[offset : offset + length]).rstrip(b"\x00 ")
@@ -257,6 +286,8 @@ def _parse_meta(buf: bytes | mmap.mmap, offset: int, end: int) -> tuple[dict[int
                 bytes(buf[offset : offset + length]).rstrip(b"\x00 ").decode("ascii", "replace")
             )
         offset += length
+    if offset < end and offset + 8 > end and bytes(buf[offset : offset + 2]) == b"\x02\x00":
+        raise _Truncated("truncated: the file ends inside a file meta element header")
     return values, offset
 
 
@@ -297,17 +328,25 @@ def _read_header(buf: bytes | mmap.mmap) -> Header:
             syntax = EXPLICIT_VR_BE  # group 0008 written big endian
         else:
             syntax = EXPLICIT_VR_LE if _looks_explicit(buf, 0) else IMPLICIT_VR_LE
-    if syntax in (DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE):
-        sop_class, sop_instance = _uids_with_pydicom(buf, offset, syntax)
-    else:
-        explicit = syntax != IMPLICIT_VR_LE
-        if offset < size and explicit != _looks_explicit(buf, offset) and has_meta:
-            raise EntryError(
-                f"data set is not encoded as its file meta says ({syntax}): "
-                f"{'implicit' if explicit else 'explicit'} VR found at offset {offset}"
-            )
-        _walk(buf, offset, size, explicit, 0)
-        sop_class, sop_instance = _find_uids(buf, offset, size, explicit)
+    if offset < size and size - offset < 8:
+        raise _Truncated(
+            f"truncated: {size - offset} stray bytes at offset {offset} where the data set "
+            "should start"
+        )
+    body: Buffer = buf
+    start, stop = offset, size
+    if syntax == DEFLATED_EXPLICIT_VR_LE:
+        body, start = _inflate(buf, offset), 0
+        stop = len(body)
+    layout = _BIG if syntax == EXPLICIT_VR_BE else _LITTLE
+    explicit = syntax != IMPLICIT_VR_LE
+    if start < stop and explicit != _looks_explicit(body, start) and has_meta:
+        raise EntryError(
+            f"data set is not encoded as its file meta says ({syntax}): "
+            f"{'implicit' if explicit else 'explicit'} VR found at offset {offset}"
+        )
+    _walk(body, start, stop, explicit, 0, layout)
+    sop_class, sop_instance = _find_uids(body, start, stop, explicit, layout)
     if not sop_class:
         raise EntryError("missing SOP Class UID (0008,0016) in the data set")
     if not sop_instance:
@@ -325,20 +364,11 @@ def _plausible_dataset_start(buf: bytes | mmap.mmap) -> bool:
     return 0x0002 < group_le <= 0x0010 or 0x0002 < group_be <= 0x0010
 
 
-def _uids_with_pydicom(
-    buf: bytes | mmap.mmap, offset: int, syntax: str
-) -> tuple[str | None, str | None]:
-    from pydicom import dcmread
-    from pydicom.errors import InvalidDicomError
-
+def _inflate(buf: Buffer, offset: int) -> bytes:
     try:
-        ds = dcmread(BytesIO(bytes(buf)), force=True, stop_before_pixels=True)
-        return (
-            str(ds.get("SOPClassUID", "")) or None,
-            str(ds.get("SOPInstanceUID", "")) or None,
-        )
-    except (InvalidDicomError, EOFError, ValueError, OSError, struct.error) as exc:
-        raise EntryError(f"cannot read data set in {syntax}: {exc}") from None
+        return zlib.decompress(bytes(buf[offset:]), -zlib.MAX_WBITS)
+    except zlib.error as exc:
+        raise EntryError(f"corrupt deflated data set: {exc}") from None
 
 
 def entry_name(path: Path | str) -> str:
