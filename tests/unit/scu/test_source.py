@@ -343,14 +343,6 @@ def test_truncated_big_endian_file_is_refused(cut: int) -> None:
         read_header(Entry("x", data=data[:cut]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: scu/source.py _uids_with_pydicom catches only InvalidDicomError, EOFError, "
-    "ValueError, OSError and struct.error, so a broken Deflated or Big Endian file makes "
-    "read_header raise zlib.error (truncated/corrupt deflate stream), NotImplementedError "
-    "(unknown VR 'UX' in a big endian file) or TypeError (pydicom's own error path for an "
-    "unclosed sequence in a deflated file) instead of EntryError",
-)
 @pytest.mark.parametrize(
     ("name", "corrupt"),
     [
