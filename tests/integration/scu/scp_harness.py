@@ -17,6 +17,7 @@ acceptor, so a bug shared by our SCU and our mock cannot hide itself. What it do
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -45,6 +46,7 @@ from pynetdicom.events import Event
 from pynetdicom.transport import ThreadedAssociationServer
 
 UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+VERIFICATION = "1.2.840.10008.1.1"
 
 #: The syntaxes an "accept everything" SCP offers: every one pydicom can read or that
 #: the SCU may propose. (Each supported context costs pynetdicom negotiation time, so
@@ -186,6 +188,10 @@ class AssociationSeen:
     requested_max_pdu: int
     rejected: Reject | None = None
     largest_pdata_pdu: int = 0
+    #: "released", "aborted" (by the SCU or the SCP) or "rejected"; None while open
+    #: or when the connection simply closed.
+    ended: str | None = None
+    message_ids: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -217,6 +223,7 @@ class HarnessScp:
         max_pdu_length: int = 16384,
         require_called_ae_title: bool = True,
         decode_datasets: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.ae_title = ae_title
         self.received: list[Received] = []
@@ -232,6 +239,7 @@ class HarnessScp:
         self._by_assoc: dict[int, AssociationSeen] = {}
         self._ae = AE(ae_title=ae_title)
         self._ae.maximum_pdu_size = max_pdu_length
+        self.max_pdu_length = max_pdu_length
         self._ae.require_called_aet = require_called_ae_title
         self._ae.acse_timeout = 5
         self._ae.dimse_timeout = 5
@@ -245,6 +253,8 @@ class HarnessScp:
             accepted = per_class.get(sop_class, default_syntaxes)
             if accepted:
                 self._ae.add_supported_context(sop_class, list(accepted))
+        self._ae.add_supported_context(VERIFICATION, list(UNCOMPRESSED))
+        self._ssl_context = ssl_context
         self._server: Any = None
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -255,11 +265,16 @@ class HarnessScp:
             (evt.EVT_REQUESTED, self._guard(self._on_requested)),
             (evt.EVT_DATA_RECV, self._guard(self._on_data_recv)),
             (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_RELEASED, self._guard(self._ended("released"))),
+            (evt.EVT_ABORTED, self._guard(self._ended("aborted"))),
         ]
         # AE.start_server(block=False) polls for shutdown every 0.5 s; the same server
         # with a short poll interval keeps a per-test SCP cheap to stop.
         server = self._ae.make_server(
-            ("127.0.0.1", 0), evt_handlers=handlers, server_class=ThreadedAssociationServer
+            ("127.0.0.1", 0),
+            evt_handlers=handlers,
+            server_class=ThreadedAssociationServer,
+            ssl_context=self._ssl_context,
         )
         self._ae._servers.append(server)  # so that AE.shutdown() stops it
         self._thread = threading.Thread(
@@ -296,11 +311,36 @@ class HarnessScp:
         return f"127.0.0.1:{self.port}"
 
     def check(self) -> None:
-        """Raise the first exception a handler raised (in the server's threads)."""
+        """Raise the first exception a handler raised (in the server's threads), or
+        what the SCU did against the standard (:attr:`violations`)."""
         if self.errors:
             raise AssertionError(f"the test SCP's handlers raised: {self.errors!r}") from (
                 self.errors[0]
             )
+        if self.violations:
+            raise AssertionError(f"the SCU violated the standard: {self.violations}")
+
+    @property
+    def violations(self) -> list[str]:
+        """Requests that break PS3.7/PS3.8, whatever the test is about."""
+        found: list[str] = []
+        for r in self.received:
+            where = f"store {r.nth} ({r.command_sop_instance_uid})"
+            if r.context_abstract_syntax != r.command_sop_class_uid:
+                found.append(f"{where}: sent on a context for {r.context_abstract_syntax}")
+            if r.sop_class_uid is not None and r.sop_class_uid != r.command_sop_class_uid:
+                found.append(f"{where}: data set SOP class {r.sop_class_uid} != command's")
+            if r.sop_instance_uid is not None and r.sop_instance_uid != r.command_sop_instance_uid:
+                found.append(f"{where}: data set SOP instance {r.sop_instance_uid} != command's")
+        for a in self.associations:
+            if self.max_pdu_length and a.largest_pdata_pdu > self.max_pdu_length:
+                found.append(
+                    f"association {a.number}: a {a.largest_pdata_pdu}-byte P-DATA PDU over "
+                    f"the negotiated {self.max_pdu_length}"
+                )
+            if len(set(a.message_ids)) != len(a.message_ids):
+                found.append(f"association {a.number}: message IDs reused: {a.message_ids}")
+        return found
 
     # --- configuration helpers ---------------------------------------------------------
 
@@ -352,11 +392,20 @@ class HarnessScp:
         rejection = self.reject(number)
         if rejection is not None:
             seen.rejected = rejection
+            seen.ended = "rejected"
             assoc.acse.send_reject(rejection.result, rejection.source, rejection.reason)
             # send_reject() only queues the PDU for the DUL thread, and pynetdicom closes
             # the socket as soon as this handler returns: kill() waits for the DUL to
             # send it (as pynetdicom's own rejections do), so the SCU gets the A-ASSOCIATE-RJ.
             assoc.kill()
+
+    def _ended(self, how: str) -> Callable[[Event], None]:
+        def record(event: Event) -> None:
+            seen = self._by_assoc.get(id(event.assoc))
+            if seen is not None and seen.ended is None:
+                seen.ended = how
+
+        return record
 
     def _on_data_recv(self, event: Event) -> None:
         data: bytes = event.data
@@ -413,6 +462,8 @@ class HarnessScp:
         seen = self._by_assoc.get(id(event.assoc))
         request = event.request
         assoc = event.assoc
+        if seen is not None:
+            seen.message_ids.append(int(request.MessageID))
         self.received.append(
             Received(
                 nth=nth,

@@ -200,6 +200,7 @@ def test_fault_on_third_store_fails_it_and_the_rest_go_on(
     assert len(scp.associations) == 2
     assert [r.association for r in scp.received] == [1, 1, 1, 2, 2, 2]
     assert scp.instance_uids == [instance_uid(f) for f in files]
+    assert scp.associations[1].ended == "released"
 
 
 def test_fault_on_the_last_store(scp: HarnessScp, tmp_path: Path) -> None:

@@ -48,6 +48,8 @@ def test_events_and_result_for_a_clean_transfer(scp: HarnessScp, tmp_path: Path)
         assert received.calling_ae_title == "STORE-SCU"
     # 5: every callback ran on this thread.
     assert rec.threads == {threading.get_ident()}
+    # One association, released properly at the end.
+    assert [a.ended for a in scp.associations] == ["released"]
     done = rec.events[-1]
     assert isinstance(done, TransferCompleted) and done.duration_seconds >= 0
     assert isinstance(rec.events[0], TransferStarted)
