@@ -14,8 +14,10 @@ Every failure raises :class:`ConversionError` with the reason in words.
 from __future__ import annotations
 
 import io
+import zlib
 from typing import Any
 
+import numpy as np
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
@@ -24,9 +26,21 @@ from pydicom.filewriter import write_dataset
 from pydicom.uid import UID, JPEGBaseline8Bit
 
 from scu.source import Entry, Header
-from scu.syntaxes import EXPLICIT_VR_BE, IMPLICIT_VR_LE, UNCOMPRESSED_SYNTAXES, syntax_name
+from scu.syntaxes import (
+    DEFLATED_EXPLICIT_VR_LE,
+    EXPLICIT_VR_BE,
+    IMPLICIT_VR_LE,
+    UNCOMPRESSED_SYNTAXES,
+    syntax_name,
+)
 
 __all__ = ["ConversionError", "convert"]
+
+#: Syntaxes whose pixel data is native (not encapsulated): nothing to decode.
+_NATIVE = UNCOMPRESSED_SYNTAXES | {DEFLATED_EXPLICIT_VR_LE}
+#: Binary VRs whose bytes pydicom writes as they were read: they must be swapped by
+#: hand when the byte order changes (word size per VR).
+_SWAP_WIDTH = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
 
 
 class ConversionError(Exception):
@@ -59,15 +73,49 @@ def _decompress(ds: Dataset, source: str) -> None:
         ) from exc
 
 
-def _jpeg_baseline(ds: Dataset) -> None:
-    from PIL import Image
+def _swap_byte_order(ds: Dataset) -> None:
+    """Swap OW/OF/OL/OD/OV values, nested ones included, for a change of byte order."""
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    for elem in ds.iterall():
+        width = _SWAP_WIDTH.get(str(elem.VR))
+        if elem.tag == 0x7FE00010 and width is not None:
+            # Native OW pixel data is swapped per sample, and 8-bit samples per 16-bit
+            # word, as pydicom (and DCMTK) read it.
+            width = max(2, bits // 8)
+        if width is None or not isinstance(elem.value, bytes | bytearray) or not elem.value:
+            continue
+        raw = bytes(elem.value)
+        if len(raw) % width:
+            raise ConversionError(
+                f"cannot change byte order: {elem.tag} ({elem.VR}) has {len(raw)} bytes, "
+                f"not a multiple of {width}"
+            )
+        elem.value = np.frombuffer(raw, dtype=f"u{width}").byteswap().tobytes()
 
+
+def _jpeg_baseline(ds: Dataset) -> None:
     bits = int(ds.get("BitsAllocated", 0))
     if bits != 8:
         raise ConversionError(
             f"JPEG Baseline is lossy 8-bit only; the file has BitsAllocated {bits} "
             "(converting would lose data: send it in its own syntax or a lossless one)"
         )
+    if int(ds.get("PixelRepresentation", 0)) != 0:
+        raise ConversionError(
+            "JPEG Baseline encodes unsigned 8-bit samples; the file's samples are signed "
+            "(PixelRepresentation 1)"
+        )
+    try:
+        _encode_jpeg_baseline(ds)
+    except ConversionError:
+        raise
+    except Exception as exc:
+        raise ConversionError(f"cannot encode JPEG Baseline: {exc}") from exc
+
+
+def _encode_jpeg_baseline(ds: Dataset) -> None:
+    from PIL import Image
+
     samples = int(ds.get("SamplesPerPixel", 1))
     arr: Any = ds.pixel_array
     frames = int(ds.get("NumberOfFrames", 1) or 1)
@@ -94,18 +142,31 @@ def convert(entry: Entry, header: Header, target: str) -> bytes:
     source = header.transfer_syntax
     ds = _load(entry, header)
     pixels = _has_pixels(ds)
-    if pixels and source not in UNCOMPRESSED_SYNTAXES and source != target:
+    # Raw binary values are in the source's byte order until something re-encodes them.
+    big_endian_bytes = source == EXPLICIT_VR_BE
+    if pixels and source not in _NATIVE and source != target:
         _decompress(ds, source)
-    if target not in UNCOMPRESSED_SYNTAXES and pixels and source != target:
+        big_endian_bytes = False  # decoders produce little endian native pixel data
+    if target not in _NATIVE and pixels and source != target:
         if target == JPEGBaseline8Bit:
             _jpeg_baseline(ds)
         else:
             try:
-                ds.compress(target, generate_instance_uid=False)
+                # From the raw buffer pydicom would encode colour-by-plane data as if
+                # interleaved; from the decoded array it encodes what the pixels are.
+                planar = (
+                    int(ds.get("SamplesPerPixel", 1)) > 1 and ds.get("PlanarConfiguration") == 1
+                )
+                arr = ds.pixel_array if planar else None
+                if planar:
+                    ds.PlanarConfiguration = 0  # the array is (rows, columns, samples)
+                ds.compress(target, arr, generate_instance_uid=False)
             except Exception as exc:
                 raise ConversionError(
                     f"cannot encode pixel data in {syntax_name(target)}: {exc}"
                 ) from exc
+    if big_endian_bytes != (target == EXPLICIT_VR_BE):
+        _swap_byte_order(ds)
     if ds.get("SOPInstanceUID") != header.sop_instance_uid:
         raise ConversionError("conversion changed the SOP Instance UID; refusing to send")
     out = DicomBytesIO()
@@ -117,4 +178,8 @@ def convert(entry: Entry, header: Header, target: str) -> bytes:
         raise ConversionError(
             f"cannot encode the data set in {syntax_name(target)}: {exc}"
         ) from exc
-    return out.getvalue()
+    encoded = out.getvalue()
+    if target == DEFLATED_EXPLICIT_VR_LE:
+        deflater = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+        encoded = deflater.compress(encoded) + deflater.flush()
+    return encoded

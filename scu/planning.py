@@ -176,9 +176,17 @@ def select_context(
 def _refusal_text(mine: Sequence[NegotiatedContext], sop_class: str) -> str:
     if not mine:
         return f"no presentation context was proposed for {sop_class_name(sop_class)}"
-    proposed = sorted({syntax_name(ts) for c in mine for ts in c.proposed})
-    results = sorted({CONTEXT_RESULTS.get(c.result, f"result {c.result}") for c in mine})
+    refused = [c for c in mine if not c.accepted]
+    refused_syntaxes = sorted({syntax_name(ts) for c in refused for ts in c.proposed})
+    reasons = sorted({CONTEXT_RESULTS.get(c.result, f"result {c.result}") for c in refused})
+    accepted = sorted({syntax_name(c.transfer_syntax) for c in mine if c.transfer_syntax})
+    if not accepted:
+        return (
+            f"the SCP refused {sop_class_name(sop_class)} in every proposed transfer syntax "
+            f"({', '.join(refused_syntaxes)}): {'; '.join(reasons)}"
+        )
     return (
-        f"the SCP refused {sop_class_name(sop_class)} in every proposed transfer syntax "
-        f"({', '.join(proposed)}): {'; '.join(results)}"
+        f"the SCP accepted {sop_class_name(sop_class)} only in {', '.join(accepted)}, which "
+        f"this file cannot be sent in (auto mode converts only to Explicit or Implicit VR "
+        f"Little Endian); refused: {', '.join(refused_syntaxes)} ({'; '.join(reasons)})"
     )

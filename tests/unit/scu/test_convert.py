@@ -62,7 +62,11 @@ def decode(data: bytes, syntax: str) -> Dataset:
 
 def _same_pixels(original: Dataset, converted: Dataset) -> None:
     expected, actual = original.pixel_array, converted.pixel_array
-    assert actual.dtype == expected.dtype
+    # Same kind and size of sample; the byte order of the array follows the syntax.
+    assert (actual.dtype.kind, actual.dtype.itemsize) == (
+        expected.dtype.kind,
+        expected.dtype.itemsize,
+    )
     assert actual.shape == expected.shape
     np.testing.assert_array_equal(actual, expected)
 
@@ -107,13 +111,6 @@ def test_in_memory_entry_converts_like_a_file() -> None:
     _same_pixels(original, converted)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: scu/convert.py convert: between Big and Little Endian the OW pixel data is "
-    "written without swapping its bytes (pydicom's write_dataset does not), so 16/32-bit and "
-    "OW pixel values arrive corrupted (MR_small_bigendian.dcm -> ELE: max difference 33916) "
-    "and the file is reported sent",
-)
 @pytest.mark.parametrize(
     ("name", "target"),
     [
@@ -232,13 +229,6 @@ def test_jpeg_baseline_for_8_bit_monochrome() -> None:
     assert np.abs(converted.pixel_array.astype(int) - pixels.astype(int)).mean() < 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: scu/convert.py _jpeg_baseline: signed 8-bit samples (PixelRepresentation 1) "
-    "reach Pillow's Image.fromarray, whose ValueError('Invalid mode for data type') escapes "
-    "convert() instead of a ConversionError; StoreScu then reports 'internal error' and aborts "
-    "the association, and preflight() raises",
-)
 def test_jpeg_baseline_signed_8_bit_is_a_conversion_error_or_exact() -> None:
     entry, _ds, pixels = _ct_8_bit(signed=True)
     try:
@@ -259,13 +249,6 @@ def test_jpeg_baseline_refuses_16_bit_saying_8_bit(name: str) -> None:
 # --- deflate ----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: scu/convert.py convert: a Deflated Explicit VR LE source is treated as "
-    "compressed pixel data and ds.decompress() fails ('The dataset is already uncompressed'), "
-    "so image_dfl.dcm cannot be converted to any syntax (auto mode against an SCP without "
-    "deflate fails every deflated image)",
-)
 @pytest.mark.parametrize("target", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
 def test_deflated_source_converts(target: str) -> None:
     original, converted = _convert("image_dfl.dcm", target)
@@ -273,12 +256,6 @@ def test_deflated_source_converts(target: str) -> None:
     _same_pixels(original, converted)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: scu/convert.py convert: to Deflated Explicit VR LE the data set is written as "
-    "plain Explicit VR LE, never deflated (rtplan.dcm, no pixel data: the output does not "
-    "inflate); with pixel data it fails with 'No pixel data encoders ... Deflated'",
-)
 @pytest.mark.parametrize("name", ["rtplan.dcm", "MR_small.dcm"])
 def test_deflated_target_is_deflated(name: str) -> None:
     original, converted = _convert(name, DeflatedExplicitVRLittleEndian)
@@ -337,3 +314,28 @@ def test_no_encoder_is_a_conversion_error_naming_the_syntax(target: str) -> None
     with pytest.raises(ConversionError, match="cannot encode pixel data in") as info:
         _convert("MR_small.dcm", target)
     assert syntax_name(target) in str(info.value)
+
+
+def _planar_rgb() -> tuple[Entry, np.ndarray]:
+    """examples_rgb_color.dcm re-encoded colour-by-plane (PlanarConfiguration 1)."""
+    ds = pydicom.dcmread(_path("examples_rgb_color.dcm"))
+    expected = ds.pixel_array
+    ds.PixelData = np.ascontiguousarray(expected.transpose(2, 0, 1)).tobytes()
+    ds.PlanarConfiguration = 1
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    assert np.array_equal(pydicom.dcmread(io.BytesIO(buffer.getvalue())).pixel_array, expected)
+    return Entry("planar.dcm", data=buffer.getvalue()), expected
+
+
+@pytest.mark.parametrize("target", [ImplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless])
+def test_planar_rgb_converts_losslessly(target: str) -> None:
+    entry, expected = _planar_rgb()
+    converted = decode(convert(entry, read_header(entry), target), target)
+    np.testing.assert_array_equal(converted.pixel_array, expected)
+
+
+def test_planar_rgb_to_rle_keeps_pixels() -> None:
+    entry, expected = _planar_rgb()
+    converted = decode(convert(entry, read_header(entry), RLELossless), RLELossless)
+    np.testing.assert_array_equal(converted.pixel_array, expected)

@@ -244,13 +244,6 @@ def test_unknown_result_code_is_shown_as_a_number() -> None:
     assert isinstance(choice, Refusal) and "result 9" in choice.reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: scu/planning.py _refusal_text: when a context of the class WAS accepted but in "
-    "a syntax the file cannot use (auto mode, e.g. JPEG accepted, file in RLE, fallbacks "
-    "refused), the text says the SCP 'refused ... in every proposed transfer syntax' and lists "
-    "'acceptance' among the refusal reasons",
-)
 def test_refusal_text_when_only_an_unusable_syntax_was_accepted() -> None:
     negotiated = [ctx(1, CT, [JPEG]), ctx(3, CT, [RLE], result=4), ctx(5, CT, FALLBACK, result=4)]
     choice = select_context(negotiated, CT, RLE)
