@@ -285,6 +285,12 @@ class MockScp:
             if sop_classes is None:
                 # A mapping alone means "only these SOP classes".
                 classes = frozenset(per_class)
+            elif not set(per_class) <= classes:
+                extra = ", ".join(sorted(set(per_class) - classes))
+                raise ValueError(
+                    f"transfer_syntaxes: SOP classes {extra} are not in sop_classes; "
+                    "list them there too or drop them from the mapping"
+                )
         elif transfer_syntaxes is not None:
             default_syntaxes = parse_uids(transfer_syntaxes, argument="transfer_syntaxes")
         return Policy(classes, default_syntaxes, per_class, accept_unknown)

@@ -312,6 +312,23 @@ def test_per_sop_class_syntaxes_from_a_mapping() -> None:
     assert out[2][1] == 3
 
 
+def test_mapping_and_sop_classes_must_agree() -> None:
+    with pytest.raises(ValueError, match="transfer_syntaxes"):
+        MockScp(sop_classes=[CT], transfer_syntaxes={MR: [EXPLICIT]})
+
+
+def test_restart_and_double_start() -> None:
+    scp = MockScp()
+    scp.start()
+    with pytest.raises(RuntimeError, match="already running"):
+        scp.start()
+    scp.stop()
+    scp.stop()  # idempotent
+    with scp:
+        assert scp.running and scp.port > 0
+    assert not scp.running
+
+
 def test_command_codec_round_trip() -> None:
     raw = encode_command(
         [
