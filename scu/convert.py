@@ -182,4 +182,6 @@ def convert(entry: Entry, header: Header, target: str) -> bytes:
     if target == DEFLATED_EXPLICIT_VR_LE:
         deflater = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
         encoded = deflater.compress(encoded) + deflater.flush()
+        if len(encoded) % 2:
+            encoded += b"\x00"  # PS3.5 A.5: pad the deflated stream to even length
     return encoded

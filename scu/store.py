@@ -42,7 +42,7 @@ from scu.planning import AssociationPlan, Refusal, plan_associations, select_con
 from scu.result import FileOutcome, PreflightItem, TransferResult
 from scu.source import Entry, EntryError, Header, read_header
 from scu.status import StatusCategory, classify, format_status
-from scu.syntaxes import resolve_transfer_syntax
+from scu.syntaxes import DEFLATED_EXPLICIT_VR_LE, resolve_transfer_syntax
 
 __all__ = ["EchoResult", "StoreScu", "echo"]
 
@@ -689,6 +689,12 @@ class _Transfer:
                 offset=header.dataset_offset,
                 length=header.size - header.dataset_offset,
             )
+        deflated = header.transfer_syntax == DEFLATED_EXPLICIT_VR_LE
+        if deflated and payload.length % 2 and not choice.convert:
+            # PS3.5 A.5: a deflated stream of odd length is padded with one null byte
+            # (files on disk often are not; DCMTK aborts on the odd fragment).
+            with entry.buffer() as buf:
+                payload = Payload.from_bytes(bytes(buf[header.dataset_offset :]) + b"\x00")
         emit(index, FileSending(
             "Sending file", entry.name, header.sop_instance_uid, header.sop_class_uid
         ))  # fmt: skip

@@ -53,11 +53,7 @@ StoreScpFactory = Callable[..., StoreScp]
 #: Corpus files our StoreScu fails today for a reason of its own (reported to the lead);
 #: the corpus tests tolerate their failure (with a reason) and the dedicated xfail test
 #: below turns red the day they pass.
-KNOWN_SCU_BUGS = {
-    # The deflated stream is sent as stored: 4303 bytes, odd; storescp aborts with
-    # "DIMSE: Odd Fragment Length" (PS3.5 A.5: pad the deflated stream to even length).
-    "image_dfl.dcm": "odd-length deflated data set",
-}
+KNOWN_SCU_BUGS: dict[str, str] = {}
 
 
 def received(scp: StoreScp) -> Counter[tuple[str, str]]:
@@ -465,9 +461,6 @@ def test_dataset_only_copy_arrives(
     assert UID(result.files[0].transfer_syntax or "").is_transfer_syntax
 
 
-@pytest.mark.xfail(
-    strict=True, reason="StoreScu bug (reported): " + KNOWN_SCU_BUGS["image_dfl.dcm"]
-)
 def test_deflated_file_to_storescp(
     storescp_factory: StoreScpFactory, corpus: tuple[CorpusFile, ...]
 ) -> None:
