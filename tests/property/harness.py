@@ -64,15 +64,29 @@ class Queued:
         return cls(Entry(name, readable=False), UNREADABLE_KINDS[kind](seed))
 
 
+#: Callback names, as in ``send(on_transfer_started=..., on_file_sending=..., ...)``.
+CALLBACK_KINDS = ("started", "sending", "sent", "error", "completed")
+_EVENT_KINDS = {
+    TransferStarted: "started",
+    FileSending: "sending",
+    FileSent: "sent",
+    FileError: "error",
+    TransferCompleted: "completed",
+}
+
+
 @dataclass
 class Recorder:
     """Records every callback with the thread it ran on; notices a callback that starts
-    while another is still running (callbacks must never run concurrently)."""
+    while another is still running (callbacks must never run concurrently). With
+    ``raise_in``, that callback raises after recording (``raised`` counts how often)."""
 
+    raise_in: str | None = None
     caller: int = field(default_factory=threading.get_ident)
     events: list[Any] = field(default_factory=list)
     threads: set[int] = field(default_factory=set)
     overlapped: bool = False
+    raised: int = 0
     _inside: bool = False
 
     def _record(self, event: Any) -> None:
@@ -84,13 +98,15 @@ class Recorder:
             self.events.append(event)
         finally:
             self._inside = False
+        if _EVENT_KINDS[type(event)] == self.raise_in:
+            self.raised += 1
+            raise RuntimeError(f"deliberate failure in the {self.raise_in} callback")
 
     def callbacks(self) -> dict[str, Callable[[Any], None]]:
-        names = ("started", "sending", "sent", "error", "completed")
-        return {
-            f"on_{'transfer_' if n in ('started', 'completed') else 'file_'}{n}": self._record
-            for n in names
-        }
+        def name(kind: str) -> str:
+            return f"on_transfer_{kind}" if kind in ("started", "completed") else f"on_file_{kind}"
+
+        return {name(kind): self._record for kind in CALLBACK_KINDS}
 
 
 def check_grammar(

@@ -12,6 +12,7 @@ it all, as SPEC says.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, ClassVar
 
 import pytest
@@ -28,6 +29,7 @@ from hypothesis.stateful import (
 from mock_scp import strategies as ms
 from mock_scp.strategies import Action, FileSpec, ScpPolicy, StoreRule
 from property.harness import (
+    CALLBACK_KINDS,
     UNREADABLE_KINDS,
     Queued,
     Recorder,
@@ -37,7 +39,7 @@ from property.harness import (
 )
 from property.model import Codecs, Options, Scp, order_independent, predict
 from property.profiles import budget
-from scu import AssociationRejected, StoreScu
+from scu import AssociationRejected, CallbackError, StoreScu
 
 DIMSE_TIMEOUT = 0.3
 STALL = 0.8  # well past the SCU's DIMSE timeout, short enough to keep the suite quick
@@ -178,8 +180,13 @@ class TransferMachine(RuleBasedStateMachine):
         self.dirty = True
 
     @precondition(lambda self: bool(self.queued))
-    @rule()
-    def send(self) -> None:
+    @rule(
+        how=st.sampled_from(["send", "send_async"]),
+        raising=st.sampled_from([None, None, *CALLBACK_KINDS]),
+    )
+    def send(self, how: str = "send", raising: str | None = None) -> None:
+        """Send the queue; ``raising`` names a callback that raises (SPEC invariant 5:
+        the accounting must not suffer; ``send()`` then raises ``CallbackError``)."""
         self.scp.wait_idle(10)
         self.scp.reset()
         for store_rule in self.rules:
@@ -199,27 +206,26 @@ class TransferMachine(RuleBasedStateMachine):
         for fate in {o.fate for o in predicted.outcomes}:
             event(f"fate: {fate.value}")
         event(f"concurrency {self.model_options.concurrency}")
-        print(
-            "SEND",
-            self.model_options.concurrency,
-            len(entries),
-            len(self.rules),
-            self.reject,
-            sorted(o.fate.value for o in predicted.outcomes),
-        )
         note(f"model: {[(o.name, o.fate.value, o.transfer_syntax) for o in predicted.outcomes]}")
         scu = StoreScu(self.scp.addr, called_ae_title="PROPERTY-SCP", **self.options)
         for item in self.queued:
             scu.add_file_from_memory(item.data, item.entry.name)
-        rec = Recorder()
+        rec = Recorder(raise_in=raising)
+        callbacks = rec.callbacks()
         try:
-            result = scu.send(**rec.callbacks())
-            raised = False
-        except AssociationRejected as exc:
+            if how == "send":
+                result = scu.send(**callbacks)
+            else:
+                result = asyncio.run(scu.send_async(**callbacks))
+            raised: type[Exception] | None = None
+        except (AssociationRejected, CallbackError) as exc:
             assert exc.result is not None
-            result, raised = exc.result, True
+            result, raised = exc.result, type(exc)
+        expected_error = (
+            AssociationRejected if predicted.raises else CallbackError if rec.raised else None
+        )
         note(f"result: {[(o.file, o.transfer_syntax, o.status, o.error) for o in result.files]}")
-        assert raised == predicted.raises
+        assert raised is expected_error, f"raised {raised}, expected {expected_error}"
         self.scp.wait_idle(10)
         names = [q.entry.name for q in self.queued]
         check_grammar(rec, result, names, in_order=self.model_options.concurrency == 1)
@@ -229,7 +235,7 @@ class TransferMachine(RuleBasedStateMachine):
         self.reject = 0
         self.dirty = False
 
-    def teardown(self) -> None:
+    def teardown(self) -> None:  # the last changes are sent and checked too
         if self.dirty and self.queued and hasattr(self, "scp"):
             self.send()
 
@@ -241,5 +247,5 @@ def test_transfers_keep_the_contract(mock_scp_factory: Any) -> None:
 
     run_state_machine_as_test(
         Machine,
-        settings=settings(settings.default, max_examples=budget(150), stateful_step_count=10),
+        settings=settings(settings.default, max_examples=budget(150), stateful_step_count=15),
     )
