@@ -41,7 +41,8 @@ def library_dir() -> Path:
 
 @dataclass(frozen=True)
 class LibraryEntry:
-    """A shipped scenario: its name, the first line of its description, its file."""
+    """A shipped scenario: its name, the first line of its description (a one-line
+    summary by convention), its file."""
 
     name: str
     summary: str
@@ -53,9 +54,7 @@ def library() -> list[LibraryEntry]:
     entries = []
     for path in sorted(library_dir().glob("*.yaml")):
         sc = load(path)
-        # The first sentence, however the YAML wrapped it.
-        text = " ".join(sc.description.split())
-        summary = text.split(". ", 1)[0].rstrip(".") + "."
+        summary = sc.description.strip().splitlines()[0].strip()
         entries.append(LibraryEntry(sc.name, summary, path))
     return sorted(entries, key=lambda e: e.name)
 
@@ -324,9 +323,12 @@ def build_mock_scp(
         value = getattr(cfg, key)
         if value is not None:
             options[key] = value
-    chosen_dir = store_dir if store_dir is not None else cfg.store_dir
-    if chosen_dir is not None:
-        options["store_dir"] = str(sc.base_dir / chosen_dir)
+    # An override comes from the caller (relative to its cwd); the file's own store_dir
+    # is relative to the scenario file, like every path in it.
+    if store_dir is not None:
+        options["store_dir"] = str(store_dir)
+    elif cfg.store_dir is not None:
+        options["store_dir"] = str(sc.base_dir / cfg.store_dir)
     scp = MockScp(
         ae_title or cfg.ae_title,
         host=host or cfg.host or "127.0.0.1",
