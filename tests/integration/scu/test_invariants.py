@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +51,11 @@ def test_events_and_result_for_a_clean_transfer(scp: HarnessScp, tmp_path: Path)
     assert rec.threads == {threading.get_ident()}
     # One association, released properly at the end.
     assert [a.ended for a in scp.associations] == ["released"]
+    # The result round-trips through JSON with the same field names.
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["successful"] == 5 and data["total_files"] == 5
+    assert data["files"][0]["sop_instance_uid"] == expected_uids[0]
+    assert data["duration_seconds"] >= 0
     done = rec.events[-1]
     assert isinstance(done, TransferCompleted) and done.duration_seconds >= 0
     assert isinstance(rec.events[0], TransferStarted)
