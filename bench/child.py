@@ -101,8 +101,13 @@ def cmd_send(args: argparse.Namespace) -> int:
 def cmd_pynetdicom(args: argparse.Namespace) -> int:
     """The plain-pynetdicom baseline: one association, contexts for exactly what the
     files need, every file sent from its path (no decode, no re-encode)."""
+    import logging
+
     import pydicom
     from pynetdicom import AE
+
+    # pynetdicom's warnings and errors (a DIMSE timeout, an abort) go to the run's log.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
     paths = sorted(p for d in args.dir for p in Path(d).glob("*.dcm"))
     needed: set[tuple[str, str]] = set()
@@ -126,8 +131,16 @@ def cmd_pynetdicom(args: argparse.Namespace) -> int:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     ok = failed = 0
     first_error: str | None = None
-    for p in paths:
-        status = assoc.send_c_store(p)
+    for i, p in enumerate(paths):
+        try:
+            status = assoc.send_c_store(p)
+        except RuntimeError as exc:
+            # pynetdicom aborts the association when a response never comes within the
+            # DIMSE timeout (its reactor race, pynetdicom issues 842 and 435); the rest
+            # of the queue cannot be sent on it.
+            failed += len(paths) - i
+            first_error = first_error or f"{p.name} (store {i + 1}): {exc}"
+            break
         code = getattr(status, "Status", None)
         if code is not None and (
             code == 0 or code in (0x0001, 0x0107, 0x0116) or code >> 12 == 0xB
@@ -135,8 +148,10 @@ def cmd_pynetdicom(args: argparse.Namespace) -> int:
             ok += 1
         else:
             failed += 1
-            first_error = first_error or f"{p.name}: status {code!r}"
-    assoc.release()
+            what = f"status 0x{code:04X}" if code is not None else "no response (timeout)"
+            first_error = first_error or f"{p.name}: {what}"
+    if assoc.is_established:
+        assoc.release()
     seconds = time.perf_counter() - t0
     _emit(
         {

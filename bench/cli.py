@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import io
 import json
 import os
 import platform
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also profile StoreScu c=1 on the small corpus with cProfile",
     )
-    p.add_argument("--timeout", type=float, default=600, help="seconds per send before giving up")
+    p.add_argument("--timeout", type=float, default=300, help="seconds per send before giving up")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     return p
 
@@ -171,6 +172,7 @@ def profile_small(
     run = next(r for r in RUNS if r.name == "scu-c1")
     stats_path = workdir / "profile-small.prof"
     _log(f"profiling StoreScu c=1 on {small.name} -> {stats_path}")
+    stats_path.unlink(missing_ok=True)  # never report a stale profile as this run's
     s = measure(
         run,
         [small.directory],
@@ -182,8 +184,6 @@ def profile_small(
     )
     if not stats_path.exists():
         return {"stats": str(stats_path), "top": [f"no profile: {s.error}"], "error": s.error}
-    import io
-
     buf = io.StringIO()
     st = pstats.Stats(str(stats_path), stream=buf)
     st.sort_stats("tottime").print_stats(20)
@@ -244,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     small = corpora.get("small")
     if "queue" in selected and small is not None:
         n = args.queue_files or (2_000 if args.smoke else 100_000)
-        check_results.append(queue_check_safe(small, workdir, n, logdir))
+        check_results.append(checks.queue_check(small, workdir, count=n, logdir=logdir, log=_log))
     if "scale" in selected and small is not None:
         sizes = (100, 1_000) if args.smoke else (1_000, 10_000)
         check_results.append(
@@ -289,8 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(render(report))
-    return 0
-
-
-def queue_check_safe(small: corpus.Corpus, workdir: Path, n: int, logdir: Path) -> dict[str, Any]:
-    return checks.queue_check(small, workdir, count=n, logdir=logdir, log=_log)
+    # A run that produced no figure fails the command, so CI's smoke run cannot rot.
+    failed = [r.run.name for r in results if r.error and not r.run.context]
+    failed += [str(c["check"]) for c in check_results if c.get("error")]
+    return 1 if failed else 0

@@ -31,6 +31,10 @@ class RunDef:
     receiver: ReceiverKind
     concurrency: int
     label: str
+    #: A run for context only (not ours, not the reference): its failure is reported but
+    #: does not fail the command. Plain pynetdicom loses C-STORE responses now and then
+    #: (its reactor race, pynetdicom issues 842 and 435), more often on a loaded machine.
+    context: bool = False
 
 
 REFERENCE = "reference"
@@ -42,7 +46,14 @@ RUNS: tuple[RunDef, ...] = (
     RunDef("scu-c4", "scu", "storescp", 4, "StoreScu c=4 -> DCMTK storescp --ignore"),
     RunDef("dcmtk-mock", "dcmtk", "mock", 1, "DCMTK storescu -> MockScp (journal on)"),
     RunDef("scu-mock", "scu", "mock", 1, "StoreScu c=1 -> MockScp (journal on)"),
-    RunDef("pynetdicom", "pynetdicom", "storescp", 1, "plain pynetdicom, from paths -> storescp"),
+    RunDef(
+        "pynetdicom",
+        "pynetdicom",
+        "storescp",
+        1,
+        "plain pynetdicom, from paths -> storescp",
+        context=True,
+    ),
 )
 
 #: Memory and scaling checks from issue 6; "big" writes a 1 GB file, so only on request.
@@ -135,8 +146,9 @@ def measure(
             sample.error = str(exc)
             return sample
         sample.extra = info
-        # Our children time the transfer itself: interpreter start-up and imports are a
-        # fixed cost of a Python program, not of its send path.
+        # Our children time queueing plus the transfer: interpreter start-up and imports
+        # are a fixed cost of any Python program, not of its send path (process_seconds
+        # keeps the spawn-to-exit figure).
         sample.seconds = float(info.get("seconds", 0.0))
         sample.cpu_seconds = float(info.get("cpu_seconds", done.cpu_seconds))
         sample.peak_rss_kb = max(done.peak_rss_kb, int(info.get("peak_rss_kb", 0)))
@@ -210,6 +222,7 @@ class RunResult:
             "sender": self.run.sender,
             "receiver": self.run.receiver,
             "concurrency": self.run.concurrency,
+            "context": self.run.context,
             "files": self.corpus.count,
             "bytes": self.corpus.total_bytes,
             "seconds": self.seconds,

@@ -39,6 +39,11 @@ def test_every_run_on_every_corpus_has_a_figure(smoke_report: dict[str, Any]) ->
     assert seen == {(run, c) for run in RUN_NAMES for c in ("ct", "small", "mixed")}
     for r in smoke_report["runs"]:
         where = f"{r['run']} on {r['corpus']}: {r['error']}"
+        if r["context"] and r["error"] is not None:
+            # Plain pynetdicom (context only) may lose a response to its reactor race;
+            # the runner must then say so instead of printing a figure.
+            assert "failed" in r["error"] and r["files_per_second"] is None, where
+            continue
         assert r["error"] is None, where
         assert r["files_per_second"] > 0, where
         assert r["mb_per_second"] > 0, where
