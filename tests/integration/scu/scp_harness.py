@@ -224,7 +224,9 @@ class HarnessScp:
         require_called_ae_title: bool = True,
         decode_datasets: bool = True,
         ssl_context: ssl.SSLContext | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
+        self.host = host
         self.ae_title = ae_title
         self.received: list[Received] = []
         self.associations: list[AssociationSeen] = []
@@ -271,7 +273,7 @@ class HarnessScp:
         # AE.start_server(block=False) polls for shutdown every 0.5 s; the same server
         # with a short poll interval keeps a per-test SCP cheap to stop.
         server = self._ae.make_server(
-            ("127.0.0.1", 0),
+            (self.host, 0, 0, 0) if ":" in self.host else (self.host, 0),
             evt_handlers=handlers,
             server_class=ThreadedAssociationServer,
             ssl_context=self._ssl_context,
@@ -308,7 +310,8 @@ class HarnessScp:
 
     @property
     def addr(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
     def check(self) -> None:
         """Raise the first exception a handler raised (in the server's threads), or

@@ -1,4 +1,4 @@
-"""``echo()``, ``preflight()`` and TLS against a real pynetdicom SCP."""
+"""``echo()``, ``preflight()``, TLS and IPv6 against a real pynetdicom SCP."""
 
 from __future__ import annotations
 
@@ -140,3 +140,22 @@ def test_plain_scu_against_a_tls_scp_fails_cleanly(
     with pytest.raises(ConnectionFailed) as caught:
         scu.send()
     assert "could not establish association" in str(caught.value)
+
+
+# --- IPv6 loopback ----------------------------------------------------------------------
+
+
+def test_send_and_echo_over_ipv6_loopback(
+    scp_factory: Callable[..., HarnessScp], tmp_path: Path
+) -> None:
+    scp = scp_factory(host="::1")
+    assert scp.addr.startswith("[::1]:")
+    files = write_series(tmp_path, 2)
+    scu = make_scu(scp)
+    for f in files:
+        scu.add_file(f)
+    assert scu.send().successful == 2
+    assert echo(scp.addr, called_ae_title=SCP_AE, **FAST).status == 0
+    with pytest.raises(ConnectionFailed) as caught:
+        echo(f"[::1]:{free_port()}", connect_timeout=2.0)
+    assert "[::1]:" in str(caught.value)
