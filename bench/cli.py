@@ -83,8 +83,21 @@ def machine() -> dict[str, Any]:
     import pydicom
     import pynetdicom
 
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*argv: str) -> str:
+        try:
+            out = subprocess.run(["git", *argv], cwd=root, capture_output=True, text=True)
+        except OSError:
+            return ""
+        return out.stdout.strip() if out.returncode == 0 else ""
+
     return {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        # Which code was measured: the commit, and whether scu/mock_scp had local edits.
+        "commit": git("rev-parse", "--short", "HEAD") or None,
+        "code_dirty": bool(git("status", "--porcelain", "--", "scu", "mock_scp")),
+        "pythonpath": os.environ.get("PYTHONPATH") or None,
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
@@ -110,7 +123,9 @@ def render(report: dict[str, Any]) -> str:
         f"scukit bench, {m['date']}, {m['cpus']} CPUs, Python {m['python']}, {m['dcmtk']}, "
         f"pynetdicom {m['pynetdicom']}; median of {report['repeat']}"
         + (" (smoke)" if report["smoke"] else ""),
-        f"load average at start {m.get('load_average_at_start')}, at end {m.get('load_average')}",
+        f"load average at start {m.get('load_average_at_start')}, at end {m.get('load_average')}; "
+        f"commit {m.get('commit')}{' (scu/mock_scp edited)' if m.get('code_dirty') else ''}"
+        + (f", PYTHONPATH={m['pythonpath']}" if m.get("pythonpath") else ""),
         "",
     ]
     for name, c in report["corpora"].items():
