@@ -29,6 +29,7 @@ from scu.source import Entry, Header
 from scu.syntaxes import (
     DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_BE,
+    EXPLICIT_VR_LE,
     IMPLICIT_VR_LE,
     UNCOMPRESSED_SYNTAXES,
     syntax_name,
@@ -147,6 +148,11 @@ def convert(entry: Entry, header: Header, target: str) -> bytes:
     if pixels and source not in _NATIVE and source != target:
         _decompress(ds, source)
         big_endian_bytes = False  # decoders produce little endian native pixel data
+    if big_endian_bytes and target != EXPLICIT_VR_BE:
+        # Swap first: the encoders and pydicom's pixel reader take little endian data.
+        _swap_byte_order(ds)
+        ds.file_meta.TransferSyntaxUID = UID(EXPLICIT_VR_LE)
+        big_endian_bytes = False
     if target not in _NATIVE and pixels and source != target:
         if target == JPEGBaseline8Bit:
             _jpeg_baseline(ds)

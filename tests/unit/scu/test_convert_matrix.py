@@ -66,22 +66,6 @@ def _decode(data: bytes, syntax: str) -> Dataset:
     return ds
 
 
-_BIG_ENDIAN_TO_COMPRESSED = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: scu/convert.py convert (75c2a5e): from Explicit VR Big Endian to an "
-    "encapsulated syntax, ds.compress() encodes the still big-endian native bytes as if they "
-    "were little endian (the byte swap only runs for native targets, after compression), so "
-    "MR_small_bigendian.dcm -> RLE/J2K/JPEG-LS and SC_rgb_small_odd_big_endian.dcm -> RLE "
-    "deliver wrong pixel values (max error 33916 / 158) without any error",
-)
-_KNOWN_BUGS = {
-    ("MR_small_bigendian.dcm", RLELossless),
-    ("MR_small_bigendian.dcm", JPEG2000Lossless),
-    ("MR_small_bigendian.dcm", JPEGLSLossless),
-    ("SC_rgb_small_odd_big_endian.dcm", RLELossless),
-}
-
-
 def _path(name: str) -> str:
     path = get_testdata_file(name)
     assert path is not None and path.startswith(str(Path(pydicom.__file__).parent)), name
@@ -98,7 +82,6 @@ _MATRIX = [
         name,
         target,
         id=f"{name}-{UID(target).keyword}",
-        marks=[_BIG_ENDIAN_TO_COMPRESSED] if (name, target) in _KNOWN_BUGS else [],
     )
     for name in _SOURCES
     for target in _TARGETS
