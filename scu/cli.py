@@ -157,7 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"scukit: error: subcommand {args.command!r} set no handler", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return func(args)
+        # Before the command builds its StoreScu, so that the library sees our handler
+        # and does not add its own (every line would be logged twice).
+        with _verbose_logging(bool(getattr(args, "verbose", False))):
+            return func(args)
     except UsageError as exc:
         print(f"scukit {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -413,14 +416,13 @@ def run_send(args: argparse.Namespace) -> int:
             "on_file_error": bar.error,
             "on_transfer_completed": bar.completed,
         }
-    with _verbose_logging(args.verbose):
-        try:
-            result = scu.send(**callbacks)
-        except AssociationError as exc:
-            return _association_failure(args, exc)
-        except CallbackError as exc:  # only our progress bar: the result is still right
-            print(f"scukit send: progress display failed: {exc.__cause__}", file=sys.stderr)
-            result = exc.result
+    try:
+        result = scu.send(**callbacks)
+    except AssociationError as exc:
+        return _association_failure(args, exc)
+    except CallbackError as exc:  # only our progress bar: the result is still right
+        print(f"scukit send: progress display failed: {exc.__cause__}", file=sys.stderr)
+        result = exc.result
     if args.json:
         _print_json(result.to_dict())
     else:
@@ -476,13 +478,12 @@ def register_echo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
 
 def run_echo(args: argparse.Namespace) -> int:
     """The ``echo`` subcommand."""
-    with _verbose_logging(args.verbose):
-        try:
-            answer = echo(args.addr, **_titles(args), **_timeouts(args))
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        except AssociationError as exc:
-            return _association_failure(args, exc, {"addr": args.addr})
+    try:
+        answer = echo(args.addr, **_titles(args), **_timeouts(args))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except AssociationError as exc:
+        return _association_failure(args, exc, {"addr": args.addr})
     if args.json:
         _print_json(
             {
@@ -522,11 +523,10 @@ def register_preflight(
 def run_preflight(args: argparse.Namespace) -> int:
     """The ``preflight`` subcommand."""
     scu = _make_scu(args)
-    with _verbose_logging(args.verbose):
-        try:
-            items = scu.preflight()
-        except AssociationError as exc:
-            return _association_failure(args, exc, {"addr": args.addr})
+    try:
+        items = scu.preflight()
+    except AssociationError as exc:
+        return _association_failure(args, exc, {"addr": args.addr})
     counts = Counter(item.verdict for item in items)
     if args.json:
         _print_json(

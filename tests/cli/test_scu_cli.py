@@ -156,6 +156,18 @@ def test_send_connection_refused_exit_3(capsys: pytest.CaptureFixture[str]) -> N
     assert out == ""
 
 
+def test_send_verbose_logs_the_exchange_once(
+    storescp_factory: StoreScpFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scp = storescp_factory()
+    code, out, err = run(["send", "-v", scp.addr, CT], capsys)
+    assert code == 0
+    assert "successful         1" in out  # the summary stays on stdout
+    assert "A-ASSOCIATE" in err
+    # The CLI's handler replaces the library's own: each protocol line appears once.
+    assert err.count("A-RELEASE-RP") == 1, err
+
+
 # usage errors: exit 2, the message names the input ------------------------------------------
 
 

@@ -27,6 +27,7 @@ from interop.helpers import (
     healthy,
     send,
 )
+from interop.proxy import run_proxy
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import UID
@@ -49,11 +50,6 @@ EXPLICIT_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"
 
 StoreScpFactory = Callable[..., StoreScp]
-
-#: Corpus files our StoreScu fails today for a reason of its own (reported to the lead);
-#: the corpus tests tolerate their failure (with a reason) and the dedicated xfail test
-#: below turns red the day they pass.
-KNOWN_SCU_BUGS: dict[str, str] = {}
 
 
 def received(scp: StoreScp) -> Counter[tuple[str, str]]:
@@ -118,7 +114,7 @@ def test_corpus_to_storescp_accepting_every_syntax(
             assert cf.name not in expected_failures, f"{cf.name} was expected to fail"
         elif cf.name in expected_failures:
             assert expected_failures[cf.name].lower() in str(outcome.error).lower(), outcome
-        elif cf.name not in KNOWN_SCU_BUGS:
+        else:
             unexpected.append((cf.name, outcome.error))
     assert unexpected == [], unexpected
 
@@ -198,7 +194,7 @@ def test_corpus_to_orthanc(empty_orthanc: Orthanc, corpus: tuple[CorpusFile, ...
             assert outcome.status == 0xA700
         elif cf.name in DCMTK_CANNOT_PARSE:  # Orthanc parses with DCMTK too
             assert not outcome.ok and DCMTK_CANNOT_PARSE[cf.name] in str(outcome.error), outcome
-        elif not outcome.ok and cf.name not in KNOWN_SCU_BUGS:
+        elif not outcome.ok:
             unexpected.append((cf.name, outcome.error))
     assert unexpected == [], unexpected
 
@@ -214,7 +210,7 @@ def pick(corpus: Sequence[CorpusFile], syntaxes: Iterable[str], n: int) -> list[
 
 
 def compressed(corpus: Sequence[CorpusFile], n: int) -> list[CorpusFile]:
-    usable = [cf for cf in healthy(corpus) if cf.name not in KNOWN_SCU_BUGS]
+    usable = healthy(corpus)
     return [cf for cf in usable if cf.transfer_syntax not in UNCOMPRESSED and cf.has_pixels][:n]
 
 
@@ -352,6 +348,28 @@ def test_abort_fails_the_file_in_flight_and_reassociates(
     assert received(scp) == Counter()
 
 
+def test_connection_reset_mid_file_then_the_rest_succeed(
+    storescp_factory: StoreScpFactory, corpus: tuple[CorpusFile, ...]
+) -> None:
+    """A real storescp behind a proxy that resets the first connection halfway through
+    the second (large) file: that file fails with the cause, the SCU re-associates
+    (a second connection) and every later file arrives."""
+    small = pick(corpus, [EXPLICIT_LE], 3)
+    big = max(pick(corpus, [EXPLICIT_LE], 100), key=lambda cf: os.path.getsize(cf.path))
+    files = [small[0], big, small[1], small[2]]
+    # Association request + first file + half of the big one, give or take PDU headers.
+    after = 1024 + os.path.getsize(small[0].path) + os.path.getsize(big.path) // 2
+    scp = storescp_factory()
+    with run_proxy((scp.host, scp.port), drop={1}, after_bytes=after) as proxy:
+        result = send(proxy.addr, files, called_ae_title=scp.ae_title, recorder=Recorder())
+    check_accounting(result, files)
+    assert [o.ok for o in result.files] == [True, False, True, True], result.files
+    text = str(result.files[1].error).lower()
+    assert any(w in text for w in ("reset", "closed", "abort", "connection")), text
+    assert proxy.dropped == [1] and proxy.connections == 2
+    check_received(scp, result)
+
+
 def test_dimse_timeout_fails_the_file_and_goes_on(
     storescp_factory: StoreScpFactory, corpus: tuple[CorpusFile, ...]
 ) -> None:
@@ -464,6 +482,8 @@ def test_dataset_only_copy_arrives(
 def test_deflated_file_to_storescp(
     storescp_factory: StoreScpFactory, corpus: tuple[CorpusFile, ...]
 ) -> None:
+    """image_dfl.dcm's deflated stream is 4303 bytes: sent as stored, storescp aborted
+    ("DIMSE: Odd Fragment Length"); PS3.5 A.5 pads it to even length."""
     files = [cf for cf in corpus if cf.name == "image_dfl.dcm"]
     scp = storescp_factory(accept_all=True)
     result = send(scp.addr, files, called_ae_title=scp.ae_title)
