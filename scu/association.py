@@ -114,6 +114,8 @@ class Payload:
 
 
 def _describe_os_error(exc: BaseException) -> str:
+    if isinstance(exc, UnicodeError):
+        return f"cannot encode the host name ({exc})"
     if isinstance(exc, socket.timeout | TimeoutError):
         return "timed out"
     if isinstance(exc, ConnectionRefusedError):
@@ -201,7 +203,7 @@ class Association:
             )
         try:
             sock = socket.create_connection((address.host, address.port), timeout=timeouts.connect)
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:  # UnicodeError: the idna codec on odd names
             raise ConnectionFailed(
                 f"could not establish association with {where}: {_describe_os_error(exc)}"
             ) from exc

@@ -13,8 +13,8 @@ class FileOutcome:
     """How one queued entry ended, so a caller can retry the failed ones."""
 
     file: str
+    status: int | None
     ok: bool
-    status: int | None = None
     error: str | None = None
     transfer_syntax: str | None = None
     sop_instance_uid: str | None = None

@@ -118,9 +118,16 @@ class StoreScu:
         if tls is not None and not isinstance(tls, ssl.SSLContext):
             raise ValueError(f"tls must be an ssl.SSLContext or None, got {type(tls).__name__}")
         self.tls = tls
-        self.never_transcode = bool(never_transcode)
-        self.fail_fast = bool(fail_fast)
-        self.verbose = bool(verbose)
+        for name, flag in (
+            ("never_transcode", never_transcode),
+            ("fail_fast", fail_fast),
+            ("verbose", verbose),
+        ):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name} must be True or False, got {flag!r}")
+        self.never_transcode = never_transcode
+        self.fail_fast = fail_fast
+        self.verbose = verbose
         if self.verbose:
             _enable_verbose_logging()
         self._entries: list[Entry] = []
@@ -423,7 +430,7 @@ class _Transfer:
         if isinstance(event, FileSent):
             self.successful += 1
             self.outcomes[index] = FileOutcome(
-                event.file, True, event.status, None, event.transfer_syntax,
+                event.file, event.status, True, None, event.transfer_syntax,
                 event.sop_instance_uid, event.sop_class_uid, event.warning,
             )  # fmt: skip
             if event.warning is not None:
@@ -432,7 +439,7 @@ class _Transfer:
         else:
             self.failed += 1
             self.outcomes[index] = FileOutcome(
-                event.file, False, event.status, event.error, None,
+                event.file, event.status, False, event.error, None,
                 event.sop_instance_uid, event.sop_class_uid,
             )  # fmt: skip
             self._call(cb.error, event)

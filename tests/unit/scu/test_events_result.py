@@ -85,10 +85,10 @@ def test_file_error_optional_fields_default_to_none() -> None:
 
 def _result() -> TransferResult:
     files = [
-        FileOutcome("a.dcm", True, 0x0000, None, "1.2.840.10008.1.2.1", "1.2.1", "1.2.3"),
-        FileOutcome("b.dcm", True, 0xB000, None, "1.2.840.10008.1.2", "1.2.2", "1.2.3", "0xB000"),
-        FileOutcome("c.dcm", False, 0xA700, "0xA700 (Refused: out of resources)"),
-        FileOutcome("d.dcm", False, None, "not a DICOM file"),
+        FileOutcome("a.dcm", 0x0000, True, None, "1.2.840.10008.1.2.1", "1.2.1", "1.2.3"),
+        FileOutcome("b.dcm", 0xB000, True, None, "1.2.840.10008.1.2", "1.2.2", "1.2.3", "0xB000"),
+        FileOutcome("c.dcm", 0xA700, False, "0xA700 (Refused: out of resources)"),
+        FileOutcome("d.dcm", None, False, "not a DICOM file"),
     ]
     return TransferResult(2, 2, ["b.dcm: 0xB000"], 4, files, duration_seconds=1.5)
 
