@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from .errors import ScenarioError, ScenarioIssue
@@ -37,9 +39,22 @@ __all__ = [
     "pytest_params",
     "resolve",
     "run",
+    "write_json_schema",
 ]
 
 
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema of a scenario file (generated from the pydantic models)."""
-    return Scenario.model_json_schema()
+    """The JSON Schema of a scenario file, generated from the pydantic models (the same
+    document is shipped as ``scenarios/scenario.schema.json`` for editors and CI)."""
+    schema = Scenario.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "scukit scenario"
+    return schema
+
+
+def write_json_schema(path: str | Path) -> None:
+    """Write :func:`json_schema` to ``path``; the shipped file is regenerated with
+    ``scenarios.write_json_schema("scenarios/scenario.schema.json")``."""
+    Path(path).write_text(
+        json.dumps(json_schema(), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )

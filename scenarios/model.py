@@ -1,9 +1,52 @@
-"""The scenario file format, as pydantic models (the published schema:
-``python -c "import scenarios, json; print(json.dumps(scenarios.json_schema()))"``).
+"""The scenario file format, as pydantic models.
 
-Every model forbids unknown fields. Statuses are ints, hex strings ("0xA700") or standard
-names ("OutOfResources"); SOP classes and transfer syntaxes are UIDs or pydicom keywords
-and are stored as UIDs.
+The published schema is :func:`scenarios.json_schema` (shipped as
+``scenarios/scenario.schema.json``). Every model forbids unknown fields. Statuses are
+ints, hex strings ("0xA700") or standard names ("OutOfResources", "out-of-resources");
+SOP classes and transfer syntaxes are UIDs or pydicom keywords and are stored as UIDs.
+
+.. code-block:: yaml
+
+    name: out-of-resources-mid-study         # unique; library files are named after it
+    description: |
+      One-line summary (shown by `scukit scenario list`).
+      Then the real-world situation the scenario models.
+    timeout: 60                              # seconds a sender may take (default 60)
+    scp:                                     # MockScp options (absent = MockScp default)
+      ae_title: PACS
+      transfer_syntaxes: [ExplicitVRLittleEndian]
+      rules:                                 # first match wins; default accept 0x0000
+        - nth: [6, 7]                        # match keys: nth, sop_class_uid, sop_instance_uid,
+          fail: OutOfResources               #   transfer_syntax, calling_ae_title, probability,
+          expect: 2                          #   times, expect (int or {min, max})
+        - {nth: 3, stall: 1.5}               # one action: accept, respond, warn, fail, stall,
+                                             #   slow_read, abort, disconnect, garbage
+      reject_associations:
+        - {result: transient, source: service-provider-presentation,
+           reason: temporary-congestion, times: 1}
+    scu: {calling_ae_title: CT1, dimse_timeout: 0.5}   # StoreScu options; called_ae_title
+                                             #   defaults to scp.ae_title
+    files:
+      - study/ct1.dcm                        # relative to this file
+      - pydicom: CT_small.dcm                # pydicom's bundled test files (offline ones)
+      - generate: {count: 5, sop_class: CTImageStorage, transfer_syntax: RLELossless}
+        repeat: 2                            # queue the same files again (duplicates)
+    expect:
+      total: 10                              # successful, failed, warnings, total
+      events: "started, (sending, sent|error)*, completed"   # or a per-file list:
+      # events: [success, warning 0xB000, failed OutOfResources, failed none, ...]
+      raises: AssociationRejected            # exception class name from `scu`
+      rejection: {result: permanent, source: service-user, reason: called-ae-title-not-recognized}
+      scp:                                   # journal facts (all an external SCU is judged by)
+        stores: 10
+        statuses: [Success, OutOfResources]  # answered statuses, in order
+        status_counts: {Success: 8, OutOfResources: 2}
+        associations: 1                      # or min_associations
+        ended: {released: 1}                 # released / aborted / dropped / rejected / open
+        violations: none                     # or a count
+        transfer_syntaxes: [ExplicitVRLittleEndian]
+        distinct_instances: 10
+        max_pdu_length: 16384                # announced by the SCU on every association
 """
 
 from __future__ import annotations

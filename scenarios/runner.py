@@ -9,6 +9,7 @@ import shlex
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -410,7 +411,9 @@ def _scu_options(sc: Scenario) -> dict[str, Any]:
     return opts
 
 
-def _run_in_process(sc: Scenario, files: list[Path], report: ScenarioReport) -> Observed:
+def _run_in_process(
+    sc: Scenario, files: list[Path], report: ScenarioReport, timeout: float
+) -> Observed:
     from scu import ScuError, StoreScu
 
     obs = Observed(events=[])
@@ -421,21 +424,39 @@ def _run_in_process(sc: Scenario, files: list[Path], report: ScenarioReport) -> 
         sender = StoreScu(scp.addr, **_scu_options(sc))
         for path in files:
             sender.add_file(path)
-        try:
-            obs.result = sender.send(
-                on_transfer_started=lambda ev: events.append(encode_event("started")),
-                on_file_sending=lambda ev: events.append(encode_event("sending")),
-                on_file_sent=lambda ev: events.append(
-                    encode_event("sent", ev.status, ev.warning is not None)
-                ),
-                on_file_error=lambda ev: events.append(
-                    encode_event("error", getattr(ev, "status", None))
-                ),
-                on_transfer_completed=lambda ev: events.append(encode_event("completed")),
-            )
-        except ScuError as exc:
-            obs.exception = exc
-            obs.result = getattr(exc, "result", None)
+
+        def transfer() -> None:
+            try:
+                obs.result = sender.send(
+                    on_transfer_started=lambda ev: events.append(encode_event("started")),
+                    on_file_sending=lambda ev: events.append(encode_event("sending")),
+                    on_file_sent=lambda ev: events.append(
+                        encode_event("sent", ev.status, ev.warning is not None)
+                    ),
+                    on_file_error=lambda ev: events.append(
+                        encode_event("error", getattr(ev, "status", None))
+                    ),
+                    on_transfer_completed=lambda ev: events.append(encode_event("completed")),
+                )
+            except ScuError as exc:
+                obs.exception = exc
+                obs.result = getattr(exc, "result", None)
+            except BaseException as exc:  # re-raised in the caller's thread below
+                crashed.append(exc)
+
+        # A watchdog thread: a sender that hangs (a bug in it, or in the mock) fails the
+        # scenario after `timeout` instead of hanging the suite; stopping the mock closes
+        # its sockets, which unblocks the sender.
+        crashed: list[BaseException] = []
+        worker = threading.Thread(target=transfer, name=f"scenario-{sc.name}", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            report.error = f"the transfer did not finish within {timeout:g} s"
+            scp.stop()
+            worker.join(_IDLE_TIMEOUT)
+        if crashed:
+            raise crashed[0]
         _journal(scp, obs)
     return obs
 
@@ -508,9 +529,10 @@ def run(
 
     In-process (default): the scenario's MockScp and our StoreScu. With ``scu_command``:
     the MockScp and that shell command (placeholders ``{host} {port} {addr} {calling_ae}
-    {called_ae} {files}``), killed after ``timeout`` seconds (default: the scenario's
-    ``timeout``); only SCP-journal facts are judged, SCU-side ones are reported as not
-    applicable, and a sender that never connects fails the scenario.
+    {called_ae} {files}``). Either sender is given ``timeout`` seconds (default: the
+    scenario's ``timeout``) before the run fails (a command is killed). With a command,
+    only SCP-journal facts are judged, SCU-side ones are reported as not applicable, and
+    a sender that never connects fails the scenario.
 
     Raises :class:`ScenarioError` for an invalid scenario file; everything that goes wrong
     while running is recorded in the report instead.
@@ -523,7 +545,7 @@ def run(
         try:
             files = materialize_files(sc, Path(tmp))
             if scu_command is None:
-                obs = _run_in_process(sc, files, report)
+                obs = _run_in_process(sc, files, report, timeout or sc.timeout)
             else:
                 obs = _run_command(sc, files, scu_command, report, timeout or sc.timeout)
             report.expectations.extend(judge(sc, obs))

@@ -242,3 +242,11 @@ def test_json_schema_is_published() -> None:
 def test_public_api_matches_all() -> None:
     for name in scenarios.__all__:
         assert hasattr(scenarios, name), name
+
+
+def test_shipped_json_schema_is_current() -> None:
+    shipped = scenarios.library_dir().parent / "scenario.schema.json"
+    assert json.loads(shipped.read_text(encoding="utf-8")) == scenarios.json_schema(), (
+        'regenerate: python -c "import scenarios; '
+        "scenarios.write_json_schema('scenarios/scenario.schema.json')\""
+    )

@@ -143,3 +143,12 @@ def test_format_command_quotes_every_value() -> None:
         "send", "-aet", "MY SCU", "-aec", "PACS", "127.0.0.1", "104", "127.0.0.1:104",
         "/tmp/a b.dcm", "/tmp/c'd.dcm", "${HOME}", "{other}",
     ]  # fmt: skip
+
+
+def test_a_hanging_in_process_transfer_fails_after_the_timeout(tmp_path: Path) -> None:
+    # The mock stalls far longer than the run may take and the SCU would wait 60 s.
+    sc = scenario(tmp_path, scp="rules:\n  - {nth: 1, stall: 30}\n", expect="successful: 3\n")
+    sc = sc.model_copy(update={"scu": sc.scu.model_copy(update={"dimse_timeout": 60.0})})
+    report = scenarios.run(sc, timeout=0.5)
+    assert not report.ok
+    assert report.error == "the transfer did not finish within 0.5 s"
