@@ -28,7 +28,12 @@ from scu import (
 
 SCP_AE = "TEST-SCP"
 #: Short timeouts keep fault tests fast; dimse 0.5 s is the stall threshold.
-FAST = {"connect_timeout": 2.0, "acse_timeout": 2.0, "dimse_timeout": 2.0, "network_timeout": 2.0}
+FAST: dict[str, Any] = {
+    "connect_timeout": 2.0,
+    "acse_timeout": 2.0,
+    "dimse_timeout": 2.0,
+    "network_timeout": 2.0,
+}
 
 
 def pydicom_file(name: str) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -435,6 +436,9 @@ class HarnessScp:
                 sock.sendall(_ABORT_PDU)
             except OSError:
                 pass
+        # SO_LINGER 0: close with RST, as a crashing peer does; the SCU, still writing,
+        # sees the reset at once instead of waiting out its network timeout.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         try:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 from integration.scu.helpers import Recorder, instance_uid, make_scu, write_series
-from integration.scu.scp_harness import Abort, CloseSocket, HarnessScp, Reject, Respond, Stall
+from integration.scu.scp_harness import (
+    Abort,
+    Action,
+    CloseSocket,
+    HarnessScp,
+    Reject,
+    Respond,
+    Stall,
+)
 from support.tools import free_port
 
 from scu import (
@@ -179,11 +187,11 @@ def test_ae_at_address_form_sets_the_called_ae(scp: HarnessScp, tmp_path: Path) 
     ids=["abort", "close-socket", "dimse-stall"],
 )
 def test_fault_on_third_store_fails_it_and_the_rest_go_on(
-    scp: HarnessScp, tmp_path: Path, fault: object, words: str
+    scp: HarnessScp, tmp_path: Path, fault: Action, words: str
 ) -> None:
     """The entry in flight fails with a clear reason; the SCU re-associates and sends
     the entries not yet attempted."""
-    scp.actions({3: fault})  # type: ignore[dict-item]
+    scp.actions({3: fault})
     files = write_series(tmp_path, 6)
     scu = _queue_scu(scp, files, dimse_timeout=0.5)
     rec = Recorder()
@@ -227,11 +235,11 @@ def test_fault_on_every_store(scp: HarnessScp, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("fault", [Abort(), CloseSocket()], ids=["abort", "close-socket"])
 def test_reassociation_refused_after_a_fault(
-    scp: HarnessScp, tmp_path: Path, fault: object
+    scp: HarnessScp, tmp_path: Path, fault: Action
 ) -> None:
     """After the abort the SCP rejects every new association: the remaining entries
     fail with that cause; send() itself does not raise (one association worked)."""
-    scp.actions({2: fault})  # type: ignore[dict-item]
+    scp.actions({2: fault})
     scp.reject_from(2, Reject(2, 3, 1))
     files = write_series(tmp_path, 5)
     scu = _queue_scu(scp, files)
@@ -275,9 +283,9 @@ def test_reassociation_refused_port_after_abort(
     ids=["failure-status", "abort", "stall"],
 )
 def test_fail_fast_stops_at_the_first_failure(
-    scp: HarnessScp, tmp_path: Path, fault: object
+    scp: HarnessScp, tmp_path: Path, fault: Action
 ) -> None:
-    scp.actions({2: fault})  # type: ignore[dict-item]
+    scp.actions({2: fault})
     files = write_series(tmp_path, 5)
     scu = _queue_scu(scp, files, fail_fast=True, dimse_timeout=0.5)
     rec = Recorder()

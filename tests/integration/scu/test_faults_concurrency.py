@@ -155,42 +155,6 @@ def test_abort_with_concurrency_reassociates(
     assert len(scp.associations) >= 3  # both aborted workers associated again
 
 
-def test_interleaved_sop_classes_over_split_plans(scp_factory: Callable[..., HarnessScp]) -> None:
-    """Queue order alternates between SOP classes that sit in different association
-    plans (>128 contexts): order is kept and every file arrives on its own class's
-    context."""
-    from pynetdicom import AllStoragePresentationContexts
-
-    classes = [str(cx.abstract_syntax) for cx in AllStoragePresentationContexts][:50]
-    scp = scp_factory(
-        sop_classes=classes, default_syntaxes=("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
-    )
-    scu = make_scu(scp)
-    names: list[str] = []
-    # 50 classes x 3 contexts (ELE, ILE, fallback) = 150 > 128: two plans.
-    for n, sop_class in enumerate(classes):
-        for k, syntax in enumerate(("ExplicitVRLittleEndian", "ImplicitVRLittleEndian")):
-            scu.add_file_from_memory(
-                datagen.make_bytes(sop_class=sop_class, transfer_syntax=syntax, seed=2 * n + k),
-                f"{n:02d}-{syntax}",
-            )
-    # Then alternate a class from each end of the list.
-    for n in range(4):
-        for sop_class in (classes[n], classes[-1 - n]):
-            name = f"alt-{n}-{sop_class}"
-            scu.add_file_from_memory(
-                datagen.make_bytes(sop_class=sop_class, seed=1000 + len(names)), name
-            )
-            names.append(name)
-    result = scu.send()
-    assert result.failed == 0, [o.error for o in result.files if not o.ok][:3]
-    for received in scp.received:
-        assert received.context_abstract_syntax == received.sop_class_uid
-    assert all(a.proposed_contexts <= 128 for a in scp.associations)
-    tail = [r.sop_class_uid for r in scp.received[-8:]]
-    assert tail == [c for n in range(4) for c in (classes[n], classes[-1 - n])]
-
-
 def test_concurrency_larger_than_the_queue(scp: HarnessScp, tmp_path: Path) -> None:
     files = write_series(tmp_path, 2)
     scu = make_scu(scp, concurrency=8)
