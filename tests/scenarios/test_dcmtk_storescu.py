@@ -1,7 +1,7 @@
 """DCMTK's storescu, run through --scu-command, passes the library scenarios it can.
 
 The others need what storescu does not do: re-associate after an abort, a drop or its
-own timeout, decode JPEG 2000 / JPEG for an uncompressed-only PACS, open parallel
+own timeout, survive garbage on the wire, decode JPEG 2000 / JPEG for an uncompressed-only PACS, open parallel
 associations, or announce a 128 KiB PDU by default. Two of them are run to show the
 judgement is not vacuous: DCMTK must fail them, for the reason stated.
 """
@@ -27,6 +27,7 @@ DCMTK_PASSES = [
     "large-study",
     "out-of-resources-mid-study",
     "refuses-compressed-never-transcode",
+    "slow-network",
     "small-max-pdu",
     "sop-class-refused",
     "warnings-on-some-stores",
