@@ -156,6 +156,18 @@ def test_send_connection_refused_exit_3(capsys: pytest.CaptureFixture[str]) -> N
     assert out == ""
 
 
+def test_send_fail_fast_stops_at_the_first_failure(
+    storescp_factory: StoreScpFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scp = storescp_factory()
+    code, out, _ = run(["send", scp.addr, CT, TRUNCATED, MR, "--fail-fast", "--json"], capsys)
+    assert code == 1
+    files = json.loads(out)["files"]
+    assert [f["ok"] for f in files] == [True, False, False]
+    assert "fail_fast" in files[2]["error"]
+    assert len(scp.received_files()) == 1
+
+
 def test_send_verbose_logs_the_exchange_once(
     storescp_factory: StoreScpFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
