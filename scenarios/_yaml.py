@@ -45,6 +45,11 @@ def _convert(node: yaml.Node, loader: yaml.SafeLoader, path: Path_, marks: Marks
                 raise ScenarioError.single(
                     "?", "mapping keys must be scalars", line=key_node.start_mark.line + 1
                 )
+            if key in out:
+                # PyYAML keeps the last value silently; a repeated key is a mistake.
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
             child = (*path, str(key) if not isinstance(key, int) else key)
             marks.keys[child] = key_node.start_mark.line + 1
             out[key] = _convert(value_node, loader, child, marks)

@@ -1,9 +1,9 @@
 """DCMTK's storescu, run through --scu-command, passes the library scenarios it can.
 
-The others need what storescu does not do: re-associate after an abort, a drop or its
-own timeout, survive garbage on the wire, decode JPEG 2000 / JPEG for an uncompressed-only PACS, open parallel
-associations, or announce a 128 KiB PDU by default. Two of them are run to show the
-judgement is not vacuous: DCMTK must fail them, for the reason stated.
+The others need what storescu does not do: re-associate after an abort, a drop, garbage
+on the wire or its own timeout, decode JPEG 2000 / JPEG for an uncompressed-only PACS,
+open parallel associations, or announce a 128 KiB PDU by default. Two of them are run to
+show the judgement is not vacuous: DCMTK must fail them, for the reason stated.
 """
 
 from __future__ import annotations

@@ -250,3 +250,10 @@ def test_shipped_json_schema_is_current() -> None:
         'regenerate: python -c "import scenarios; '
         "scenarios.write_json_schema('scenarios/scenario.schema.json')\""
     )
+
+
+def test_duplicate_key_is_an_error(tmp_path: Path) -> None:
+    err = load_error(tmp_path, VALID + "name: again\n")
+    line, _, message = only_issue(err)
+    assert line == 8
+    assert "duplicate key 'name'" in message
