@@ -41,3 +41,14 @@ def test_pytest_params_ids_and_empty_folder(tmp_path: Path) -> None:
     assert "clean-accept" in [p.id for p in params]
     with pytest.raises(FileNotFoundError):
         scenarios.pytest_params(tmp_path)
+
+
+def test_pytest_params_over_a_downstream_folder(tmp_path: Path) -> None:
+    source = (scenarios.library_dir() / "clean-accept.yaml").read_text(encoding="utf-8")
+    (tmp_path / "pacs-a").mkdir()
+    (tmp_path / "pacs-a" / "accept.yaml").write_text(source, encoding="utf-8")
+    (tmp_path / "notes.txt").write_text("not a scenario", encoding="utf-8")
+    params = scenarios.pytest_params(tmp_path)
+    assert [p.id for p in params] == ["pacs-a/accept"]
+    assert params[0].values == (tmp_path / "pacs-a" / "accept.yaml",)
+    assert scenarios.load(params[0].values[0]).name == "clean-accept"
