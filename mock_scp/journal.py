@@ -115,20 +115,36 @@ class ReceivedStore:
     stalled_seconds: float = 0.0
     complete: bool = True
     nth: int = 0
-    raw: bytes = b""
+    # The dataset bytes as received (a bytearray on the receive path: copying every
+    # dataset once more into ``bytes`` measurably slowed large stores); ``raw`` copies.
+    data: bytes | bytearray = field(default=b"", repr=False)
     path: Path | None = None
     dataset_sop_instance_uid: str | None = None  # from the dataset, when read cheaply
     received_at: float = field(default_factory=time.time)
 
-    def part10(self) -> bytes:
-        """The store as a DICOM Part-10 file (preamble, file meta, dataset)."""
+    @property
+    def raw(self) -> bytes:
+        """The dataset as received, in ``transfer_syntax`` (a copy)."""
+        return bytes(self.data)
+
+    @property
+    def size(self) -> int:
+        """Bytes of dataset received."""
+        return len(self.data)
+
+    def part10_header(self) -> bytes:
+        """Preamble, ``DICM`` and the file meta group for this store."""
         return part10_bytes(
-            self.raw,
+            b"",
             sop_class_uid=self.sop_class_uid,
             sop_instance_uid=self.sop_instance_uid,
             transfer_syntax=self.transfer_syntax,
             source_ae_title=self.calling_ae_title,
         )
+
+    def part10(self) -> bytes:
+        """The store as a DICOM Part-10 file (preamble, file meta, dataset)."""
+        return self.part10_header() + self.data
 
     def dataset(self) -> FileDataset:
         """Decode the received dataset with pydicom (on demand; not cached)."""
@@ -137,7 +153,7 @@ class ReceivedStore:
         if not self.complete:
             raise ValueError(
                 f"store {self.nth} ({self.sop_instance_uid}) was not received in full "
-                f"({len(self.raw)} bytes kept)"
+                f"({len(self.data)} bytes kept)"
             )
         return pydicom.dcmread(io.BytesIO(self.part10()))
 
@@ -163,7 +179,7 @@ def _text(value: str) -> bytes:
 
 
 def part10_bytes(
-    dataset: bytes,
+    dataset: bytes | bytearray,
     *,
     sop_class_uid: str,
     sop_instance_uid: str,
@@ -182,7 +198,7 @@ def part10_bytes(
     if source_ae_title:
         meta += _meta_element(0x0016, b"AE", _text(source_ae_title))
     group_length = _meta_element(0x0000, b"UL", struct.pack("<I", len(meta)))
-    return b"\x00" * 128 + b"DICM" + group_length + meta + dataset
+    return b"\x00" * 128 + b"DICM" + group_length + meta + bytes(dataset)
 
 
 def safe_file_name(sop_instance_uid: str, nth: int) -> str:
@@ -219,6 +235,7 @@ class StoreWriter:
             raise ValueError(f"refusing to write outside {self.directory}: {name!r}")
         tmp = path.with_name(name + ".part")
         with open(tmp, "wb") as fh:
-            fh.write(store.part10())
+            fh.write(store.part10_header())
+            fh.write(store.data)
         os.replace(tmp, path)
         return path

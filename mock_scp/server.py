@@ -1058,7 +1058,7 @@ class _Connection:
             stalled_seconds=msg.decision.stall_seconds,
             complete=complete,
             nth=req.nth,
-            raw=bytes(msg.data) if msg.data is not None else b"",
+            data=msg.data if msg.data is not None else b"",
         )
 
     def _journal(self, store: ReceivedStore) -> None:

@@ -412,7 +412,7 @@ def _store(uid: str, nth: int) -> ReceivedStore:
         0,
         "accept",
         nth=nth,
-        raw=struct.pack("<HH2sH", 8, 0x18, b"UI", 8) + b"1.2.3.4\x00",
+        data=struct.pack("<HH2sH", 8, 0x18, b"UI", 8) + b"1.2.3.4\x00",
     )
 
 
