@@ -91,6 +91,13 @@ STORAGE_SOP_CLASSES: tuple[str, ...] = tuple(
 )
 
 
+def _drop(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 def _text(value: object) -> str:
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
@@ -126,7 +133,16 @@ class CloseSocket:
     """Close the TCP connection without A-ABORT or a response."""
 
 
-Action = Respond | Stall | Abort | CloseSocket
+@dataclass(frozen=True)
+class RespondThenDrop:
+    """Answer ``status``, then close the connection ``after`` seconds later (while
+    the SCU is idle), without A-RELEASE or A-ABORT."""
+
+    status: int = 0x0000
+    after: float = 0.2
+
+
+Action = Respond | Stall | Abort | CloseSocket | RespondThenDrop
 
 
 @dataclass(frozen=True)
@@ -226,6 +242,7 @@ class HarnessScp:
         decode_datasets: bool = True,
         ssl_context: ssl.SSLContext | None = None,
         host: str = "127.0.0.1",
+        idle_timeout: float = 5.0,
     ) -> None:
         self.host = host
         self.ae_title = ae_title
@@ -246,7 +263,9 @@ class HarnessScp:
         self._ae.require_called_aet = require_called_ae_title
         self._ae.acse_timeout = 5
         self._ae.dimse_timeout = 5
-        self._ae.network_timeout = 5
+        # pynetdicom's network_timeout is an idle timeout: it aborts an association
+        # that carried nothing for that long (as PACS do).
+        self._ae.network_timeout = idle_timeout
         self._ae.maximum_associations = 20
         per_class = dict(syntaxes or {})
         classes = list(STORAGE_SOP_CLASSES if sop_classes is None else sop_classes)
@@ -504,6 +523,13 @@ class HarnessScp:
                     pass
                 sock.close()
             return 0x0000  # never reaches the SCU
+        if isinstance(action, RespondThenDrop):
+            sock = assoc.dul.socket.socket
+            if sock is not None:
+                timer = threading.Timer(action.after, _drop, args=(sock,))
+                timer.daemon = True
+                timer.start()
+            return action.status
         assert isinstance(action, Respond)
         if action.comment is None:
             return action.status
