@@ -417,6 +417,7 @@ def test_concurrent_associations_to_orthanc(
 # echo and preflight ------------------------------------------------------------------------
 
 
+@pytest.mark.xdist_group("orthanc")
 def test_echo_storescp_and_orthanc(storescp_factory: StoreScpFactory, orthanc: Orthanc) -> None:
     scp = storescp_factory(ignore=True)
     assert echo(scp.addr, called_ae_title=scp.ae_title).status == 0
