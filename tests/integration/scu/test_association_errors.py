@@ -75,6 +75,36 @@ def test_refused_port_raises_connection_failed_with_every_entry_failed(
     assert not rec.of(FileSending)
 
 
+def test_unanswered_connect_fails_on_connect_timeout(tmp_path: Path) -> None:
+    """A listener whose accept queue is full: the kernel drops the SYN, so connect()
+    hangs until connect_timeout."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        for _ in range(3):  # fill the accept queue
+            filler = socket.socket()
+            filler.setblocking(False)
+            try:
+                filler.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+            fillers.append(filler)
+        try:
+            (path,) = write_series(tmp_path, 1)
+            scu = StoreScu(f"127.0.0.1:{port}", connect_timeout=0.5, acse_timeout=5.0)
+            scu.add_file(path)
+            with pytest.raises(ConnectionFailed) as caught:
+                scu.send()
+        finally:
+            for filler in fillers:
+                filler.close()
+    assert "could not establish association" in str(caught.value)
+    assert "timed out" in str(caught.value)
+    assert caught.value.result is not None and caught.value.result.failed == 1
+
+
 def test_silent_peer_fails_on_acse_timeout(tmp_path: Path) -> None:
     """A listener that never answers the A-ASSOCIATE-RQ (the kernel accepts)."""
     with socket.socket() as listener:
