@@ -619,6 +619,7 @@ class _Message:
     request: StoreRequest | None = None
     decision: Decision | None = None
     data_fragments: int = 0
+    abort_during: bool = False  # abort(during_dataset=True) chosen for this store
 
 
 class _Connection:
@@ -905,6 +906,14 @@ class _Connection:
 
     def _p_data(self, body: memoryview) -> bool:
         """Handle one P-DATA-TF; ``False`` when the association is over."""
+        msg = self.message
+        if msg is not None and msg.data is not None and not msg.abort_during and len(body) > 6:
+            # Fast path, most PDUs of a large store: one middle dataset fragment.
+            item_len, context_id, control = _PDV.unpack_from(body, 0)
+            if control == 0 and item_len + 4 == len(body) and context_id == msg.context_id:
+                msg.data += body[6:]
+                msg.data_fragments += 1
+                return True
         pos, end = 0, len(body)
         while pos < end:
             if pos + 6 > end:
@@ -948,13 +957,7 @@ class _Connection:
                         return False
         msg = self.message
         # abort(during_dataset=True): after the P-DATA-TF holding the first dataset fragment.
-        if (
-            msg is not None
-            and msg.decision is not None
-            and msg.decision.action.name == "abort"
-            and msg.decision.action.during_dataset
-            and msg.data_fragments >= 1
-        ):
+        if msg is not None and msg.abort_during and msg.data_fragments >= 1:
             self._store_ended_without_answer(msg, "abort", complete=False)
             self._end(
                 "aborted",
@@ -1036,6 +1039,8 @@ class _Connection:
             )
         msg.request = request
         msg.decision, _ = scp._rules.decide(request, scp._record_error)
+        action = msg.decision.action
+        msg.abort_during = action.name == "abort" and action.during_dataset
         if msg.decision.bytes_per_second is not None:
             self.reader.rate = msg.decision.bytes_per_second
 
