@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -122,8 +123,6 @@ def test_silent_peer_fails_on_acse_timeout(tmp_path: Path) -> None:
 
 def test_peer_that_is_not_dicom_fails_cleanly(tmp_path: Path) -> None:
     """A server that answers the A-ASSOCIATE-RQ with HTTP text and closes."""
-    import threading
-
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(4)
@@ -340,3 +339,38 @@ def test_fail_fast_on_an_unreadable_entry(scp: HarnessScp, tmp_path: Path) -> No
     assert [o.ok for o in result.files] == [True, False, False, False]
     assert [o.error for o in result.files[2:]] == ["not sent: fail_fast"] * 2
     assert len(scp.received) == 1
+
+
+def test_rejection_then_immediate_close_is_never_lost(tmp_path: Path) -> None:
+    """DCMTK storescp and Orthanc close the socket right after A-ASSOCIATE-RJ; plain
+    pynetdicom then sometimes reports an abort (ANCHORS). 30 tries, 30 rejections."""
+    tries = 30
+    rj = bytes((0x03, 0, 0, 0, 0, 4, 0, 1, 1, 7))  # permanent, service user, called AE
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+
+        def serve() -> None:
+            for _ in range(tries):
+                conn, _ = listener.accept()
+                with conn:
+                    header = conn.recv(6, socket.MSG_WAITALL)
+                    length = int.from_bytes(header[2:6], "big")
+                    conn.recv(length, socket.MSG_WAITALL)
+                    conn.sendall(rj)
+                # closed at once, FIN right behind the reject
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        (path,) = write_series(tmp_path, 1)
+        outcomes = []
+        for _ in range(tries):
+            scu = StoreScu(f"127.0.0.1:{port}", connect_timeout=2.0, acse_timeout=2.0)
+            scu.add_file(path)
+            try:
+                scu.send()
+            except AssociationError as exc:
+                outcomes.append(type(exc).__name__)
+        server.join(5)
+    assert outcomes == ["AssociationRejected"] * tries
