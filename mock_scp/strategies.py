@@ -29,6 +29,7 @@ __all__ = [
     "COMPRESSED_SYNTAXES",
     "EIGHT_BIT_SYNTAXES",
     "FAILURE_STATUSES",
+    "MUTATION_KINDS",
     "SOP_CLASSES",
     "UNCOMPRESSED_SYNTAXES",
     "WARNING_STATUSES",
@@ -417,27 +418,60 @@ def _bogus_length(draw: st.DrawFn, data: bytes) -> bytes:
 
 
 @st.composite
+def _corrupt_uid(draw: st.DrawFn, data: bytes) -> bytes:
+    # Overwrite characters of a UID value (in the meta or the data set) with any bytes:
+    # readers must reject what is no longer a UID rather than pass it on.
+    starts = [i for i in range(len(data)) if data.startswith(b"1.2.", i)]
+    if not starts:
+        return data
+    where = draw(st.sampled_from(starts)) + draw(st.integers(0, 12))
+    junk = draw(st.binary(min_size=1, max_size=4))
+    return data[:where] + junk + data[where + len(junk) :]
+
+
+@st.composite
 def _spliced(draw: st.DrawFn, data: bytes) -> bytes:
     where = draw(st.integers(0, len(data)))
     junk = draw(st.binary(min_size=1, max_size=64))
     return data[:where] + junk + data[where:]
 
 
+def _no_preamble(data: bytes) -> st.SearchStrategy[bytes]:
+    return st.just(data[_PREAMBLE:])
+
+
+_MUTATIONS: Mapping[str, Callable[[bytes], st.SearchStrategy[bytes]]] = {
+    "truncate": _truncated,
+    "flip-meta": _flipped_in_meta,
+    "bogus-length": _bogus_length,
+    "corrupt-uid": _corrupt_uid,
+    "splice": _spliced,
+    "no-preamble": _no_preamble,
+}
+#: The kinds of damage :func:`mutated_dicom_bytes` draws ("random": not DICOM at all).
+MUTATION_KINDS: tuple[str, ...] = (*_MUTATIONS, "random")
+
+
 def mutated_dicom_bytes(
-    *, base: st.SearchStrategy[bytes] | None = None
+    *,
+    base: st.SearchStrategy[bytes] | None = None,
+    kinds: Sequence[str] = MUTATION_KINDS,
 ) -> st.SearchStrategy[bytes]:
-    """Damaged DICOM bytes: truncated, a flipped byte in the meta header, a bogus
-    length, spliced junk, a missing preamble, or plain random bytes."""
+    """Damaged DICOM bytes, of the ``kinds`` in :data:`MUTATION_KINDS`: truncated, a
+    flipped byte in the meta header, a bogus length, a UID overwritten with junk,
+    spliced junk, a missing preamble, or random bytes. ``base`` gives the files to
+    damage (default: small synthetic files of any drawn SOP class and syntax)."""
+    unknown = set(kinds) - set(MUTATION_KINDS)
+    if unknown or not kinds:
+        raise ValueError(f"mutated_dicom_bytes: kinds must be among {MUTATION_KINDS}, got {kinds}")
     files = dicom_files(size=st.integers(16, 512)) if base is None else base
-    mutations: Sequence[Callable[[bytes], st.SearchStrategy[bytes]]] = (
-        _truncated,
-        _flipped_in_meta,
-        _bogus_length,
-        _spliced,
-        lambda d: st.just(d[_PREAMBLE:]),
-    )
-    mutated = files.flatmap(lambda d: st.one_of(*(m(d) for m in mutations)))
-    return st.one_of(mutated, st.binary(max_size=300))
+    mutations = [_MUTATIONS[k] for k in kinds if k in _MUTATIONS]
+    parts: list[st.SearchStrategy[bytes]] = []
+    if mutations:
+        parts.append(files.flatmap(lambda d: st.one_of(*(m(d) for m in mutations))))
+    if "random" in kinds:
+        parts.append(st.binary(max_size=300))
+    return st.one_of(*parts)
 
 
 def scu_options(

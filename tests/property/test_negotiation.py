@@ -9,6 +9,7 @@ otherwise); ``preflight()`` predicts what ``send()`` then does.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
@@ -65,6 +66,7 @@ def check_preflight(items: list[object], predicted: Prediction, queued: list[Que
             assert verdict == "refuse" and item.reason, where
 
 
+@pytest.mark.timeout(600)  # room for shrinking a failure
 @settings(max_examples=budget(100))
 @given(
     policy=ms.scp_policies(sop_class_pool=POLICY_SOPS, per_sop_class=True),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, note, settings
 
 from mock_scp import datagen
@@ -25,8 +26,11 @@ CONTROL = datagen.make_bytes(
 )
 
 
+@pytest.mark.timeout(600)  # room for shrinking a failure
 @settings(max_examples=budget(150))
-@given(data=ms.mutated_dicom_bytes())
+# "corrupt-uid" finds the open scu bug pinned by the strict xfail below within the ci
+# budget; put it back (use every kind) when that test starts passing.
+@given(data=ms.mutated_dicom_bytes(kinds=[k for k in ms.MUTATION_KINDS if k != "corrupt-uid"]))
 def test_damaged_bytes_end_in_one_clear_outcome(mock_scp_factory: Any, data: bytes) -> None:
     scp = mock_scp_factory.shared(ae_title="ROBUSTNESS")
     scp.wait_idle(5)
@@ -53,3 +57,31 @@ def test_damaged_bytes_end_in_one_clear_outcome(mock_scp_factory: Any, data: byt
         if not sent:
             assert damaged.status is None
     assert scp.errors == []
+
+
+def _with_bad_transfer_syntax_uid() -> bytes:
+    data = datagen.make_bytes(sop_class="CTImageStorage", size=64, seed=1)
+    at = data.index(b"1.2.840.10008.1.2.1\x00")  # the meta's Transfer Syntax UID value
+    return data[:at] + b"\xff\xff" + data[at + 2 :]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=UnicodeEncodeError,
+    reason="scu bug found by this suite (dev profile): a non-ASCII Transfer Syntax UID in "
+    "the file meta passes read_header, then encoding the A-ASSOCIATE-RQ raises "
+    "UnicodeEncodeError out of send(), and every other queued entry is lost",
+)
+def test_non_ascii_transfer_syntax_uid_in_meta_fails_only_that_entry(mock_scp_factory: Any) -> None:
+    scp = mock_scp_factory.shared(ae_title="ROBUSTNESS")
+    scp.wait_idle(5)
+    scp.reset()
+    scu = StoreScu(scp.addr, connect_timeout=2, acse_timeout=2, dimse_timeout=1, network_timeout=2)
+    scu.add_file_from_memory(_with_bad_transfer_syntax_uid(), "damaged.dcm")
+    scu.add_file_from_memory(CONTROL, "control.dcm")
+    rec = Recorder()
+    result = scu.send(**rec.callbacks())
+    check_grammar(rec, result, ["damaged.dcm", "control.dcm"], in_order=True)
+    damaged, control = result.files
+    assert not damaged.ok and damaged.error and "internal error" not in damaged.error
+    assert control.ok
