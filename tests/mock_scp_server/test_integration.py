@@ -689,3 +689,39 @@ def test_protocol_errors_abort_and_are_recorded(
     assert scp.wait_idle(5)
     assert [v.kind for v in scp.violations] == ["protocol"] * 3
     assert [a.ended for a in scp.associations] == ["aborted"] * 3
+
+
+def test_listener_sees_a_rejected_association_once(scp: MockScp, raw: Callable[[int], Any]) -> None:
+    seen: list[AssociationRecord | ReceivedStore] = []
+    scp.add_listener(seen.append)
+    scp.reject_associations(times=1)
+    raw(scp.port).associate()
+    assert scp.wait_idle(5)
+    assert [(type(x).__name__, getattr(x, "ended", None)) for x in seen] == [
+        ("AssociationRecord", "rejected")
+    ]
+    scp.remove_listener(seen.append)
+    c = raw(scp.port)
+    c.associate()
+    c.release()
+    assert scp.wait_idle(5)
+    assert len(seen) == 1
+
+
+def test_predicate_sees_the_request(scp: MockScp, h: Any) -> None:
+    requests: list[StoreRequest] = []
+
+    def record(req: StoreRequest) -> bool:
+        requests.append(req)
+        return False
+
+    scp.on_store(when=record).fail(0xA700)
+    ds = h.make_dataset()
+    assoc = _assoc(scp, ae_title="CALLER", called="PACS")
+    assert assoc.send_c_store(ds, msg_id=7, originator_aet="MOVER", originator_id=3).Status == 0
+    assoc.release()
+    [req] = requests
+    assert (req.nth, req.message_id, req.sop_instance_uid) == (1, 7, ds.SOPInstanceUID)
+    assert (req.calling_ae_title, req.called_ae_title) == ("CALLER", "PACS")
+    assert req.transfer_syntax == ExplicitVRLittleEndian
+    assert req.move_originator_ae_title == "MOVER"
