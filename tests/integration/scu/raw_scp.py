@@ -64,6 +64,8 @@ class RawScp:
     stores without an entry get :func:`good_answer`."""
 
     answers: dict[int, Answer] = field(default_factory=dict)
+    #: Accept every context in this syntax instead of the first proposed one.
+    accept_syntax: str | None = None
     stores: list[StoreSeen] = field(default_factory=list)
     associations: int = 0
     errors: list[BaseException] = field(default_factory=list)
@@ -121,7 +123,10 @@ class RawScp:
         assert pdu_type == 0x01, pdu_type
         request = wire.decode_associate_rq(body)
         self.associations += 1
-        results = [(c.context_id, 0, c.transfer_syntaxes[0]) for c in request.contexts]
+        results = [
+            (c.context_id, 0, self.accept_syntax or c.transfer_syntaxes[0])
+            for c in request.contexts
+        ]
         conn.sendall(wire.encode_associate_ac(request, results, 16384))
         command = bytearray()
         have_command = False

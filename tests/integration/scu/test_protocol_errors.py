@@ -82,3 +82,37 @@ def test_well_formed_raw_answers_all_succeed(tmp_path: Path) -> None:
         result = scu.send()
     assert result.successful == 3
     assert scp.associations == 1
+
+
+def test_response_in_many_small_fragments_is_reassembled(tmp_path: Path) -> None:
+    """A response command split over several P-DATA-TF PDUs (a small max PDU on the
+    SCP's side of the wire) is a valid response."""
+
+    def fragmented(seen: StoreSeen) -> tuple[bytes, bool]:
+        cmd = response_command(seen, status=0xB000)
+        return wire.encode_p_data(seen.context_id, cmd, command=True, max_pdu_length=16), False
+
+    files = write_series(tmp_path, 2)
+    with RawScp(answers={1: fragmented}) as scp:
+        scu = StoreScu(scp.addr, **FAST)
+        for f in files:
+            scu.add_file(f)
+        result = scu.send()
+    assert [o.ok for o in result.files] == [True, True], [o.error for o in result.files]
+    assert result.files[0].status == 0xB000 and len(result.warnings) == 1
+
+
+def test_context_accepted_in_a_syntax_never_offered(tmp_path: Path) -> None:
+    """An SCP that accepts a context in a transfer syntax the SCU did not propose: no
+    file may go out on it; each fails with a reason, nothing is sent."""
+    files = write_series(tmp_path, 2)
+    with RawScp(accept_syntax="1.2.840.10008.1.2.4.50") as scp:  # JPEG Baseline
+        scu = StoreScu(scp.addr, **FAST)
+        for f in files:
+            scu.add_file(f)
+        rec = Recorder()
+        result = scu.send(**rec.callbacks)
+    rec.check_invariants(result, files)
+    assert result.failed == 2
+    assert not scp.stores
+    assert all("refused" in (o.error or "") for o in result.files), result.files[0].error
