@@ -725,3 +725,28 @@ def test_predicate_sees_the_request(scp: MockScp, h: Any) -> None:
     assert (req.calling_ae_title, req.called_ae_title) == ("CALLER", "PACS")
     assert req.transfer_syntax == ExplicitVRLittleEndian
     assert req.move_originator_ae_title == "MOVER"
+
+
+def test_unlimited_pdu_and_a_large_single_fragment(
+    scp_factory: Callable[..., MockScp], h: Any
+) -> None:
+    scp = scp_factory(max_pdu_length=0)  # the SCU may then send the dataset in one PDU
+    ds = h.make_dataset(size=600_000)
+    assert _send(scp, [ds], max_pdu=0) == [0]
+    assert scp.received[0].size > 600_000
+    assert scp.received[0].dataset()[0x00091010].value == ds[0x00091010].value
+    scp.check()
+
+
+def test_pdu_larger_than_the_read_buffer(
+    scp_factory: Callable[..., MockScp], raw: Callable[[int], Any], h: Any
+) -> None:
+    scp = scp_factory(max_pdu_length=0)
+    c = raw(scp.port)
+    c.associate(max_pdu=0)
+    data = h.explicit_dataset("1.2.3", pad=1_000_000)  # one PDU, bigger than the 256 KiB buffer
+    c.store(1, CT, "1.2.3", data)
+    assert c.read_status() == 0
+    c.release()
+    assert scp.received[0].raw == data
+    scp.check()
