@@ -190,3 +190,22 @@ def test_received_datasets_match_the_files(scp: MockScp, tmp_path: Path, h: Any)
     assert [d.SOPInstanceUID for d in got] == [d.SOPInstanceUID for d in sent]
     assert got[0][0x00091010].value == sent[0][0x00091010].value
     scp.check()
+
+
+@pytest.mark.parametrize(
+    ("flag", "syntax"),
+    [
+        ("-xi", "1.2.840.10008.1.2"),  # implicit only
+        ("-xs", "1.2.840.10008.1.2.1"),  # JPEG lossless first, uncompressed too: Explicit wins
+        ("-xb", "1.2.840.10008.1.2.1"),  # big endian first in the proposal: Explicit LE wins
+    ],
+)
+def test_syntax_chosen_like_storescp(
+    scp: MockScp, tmp_path: Path, h: Any, flag: str, syntax: str
+) -> None:
+    proc = _run("storescu", scp, flag, files=_files(tmp_path, h, 1))
+    assert proc.returncode == 0, proc.stderr
+    [store] = scp.received
+    assert store.transfer_syntax == syntax
+    assert store.dataset().PatientName == "Mock^Test"
+    scp.check()
