@@ -1,9 +1,12 @@
 """Hypothesis settings profiles for the property suite, selected by ``HYPOTHESIS_PROFILE``.
 
 ``ci`` (default): derandomized, so a run is reproducible and a failure prints the same
-example again; bounded example counts so ``pytest tests/property`` stays within a few
-minutes on 2 cores. ``dev``: random and ten times as many examples, for hunting.
-Tests that run real transfers take a fraction of the profile's count via :func:`budget`.
+example again (and the blob to replay it); bounded example counts so
+``pytest tests/property`` stays within a few minutes on 2 cores. ``dev``: random and
+ten times as many examples, for hunting.
+
+The profile is applied per test with :func:`profile_settings` rather than loaded
+globally, so that other hypothesis tests in the same pytest run keep their own settings.
 """
 
 from __future__ import annotations
@@ -31,11 +34,15 @@ settings.register_profile(
     print_blob=True,
     suppress_health_check=_SLOW_OK,
 )
-settings.load_profile(PROFILE)
 
 
 def budget(ci_examples: int) -> int:
-    """Examples for a test that costs real transfers: ``ci_examples`` under ``ci``,
-    scaled with the loaded profile's ``max_examples`` otherwise."""
-    scale = settings.default.max_examples / 40
+    """``ci_examples`` under ``ci``, scaled with the selected profile's ``max_examples``."""
+    scale = settings.get_profile(PROFILE).max_examples / 40
     return max(1, round(ci_examples * scale))
+
+
+def profile_settings(ci_examples: int | None = None) -> settings:
+    """The selected profile, with ``budget(ci_examples)`` examples when given."""
+    base = settings.get_profile(PROFILE)
+    return base if ci_examples is None else settings(base, max_examples=budget(ci_examples))

@@ -20,6 +20,7 @@ from property.model import (
     predict,
     proposed_contexts,
 )
+from property.profiles import profile_settings
 
 CT = ms.SOP_CLASSES["CTImageStorage"]
 MR = ms.SOP_CLASSES["MRImageStorage"]
@@ -259,6 +260,7 @@ options_st = st.builds(
 )
 
 
+@profile_settings()
 @given(entries=entries_st, scp=setups, options=options_st)
 def test_model_accounts_for_every_entry(entries: list[Entry], scp: Scp, options: Options) -> None:
     p = predict(entries, scp, options, CODECS)
@@ -274,6 +276,7 @@ def test_model_accounts_for_every_entry(entries: list[Entry], scp: Scp, options:
         assert p.successful == 0 and p.stores == 0
 
 
+@profile_settings()
 @given(entries=entries_st, scp=setups, options=options_st)
 def test_fail_fast_is_a_prefix_of_the_full_run(
     entries: list[Entry], scp: Scp, options: Options
@@ -292,6 +295,7 @@ def test_fail_fast_is_a_prefix_of_the_full_run(
     assert all(o.fate is rest for o in fast.outcomes[first_failure + 1 :])
 
 
+@profile_settings()
 @given(entries=entries_st, scp=setups)
 def test_a_sent_entry_goes_out_on_a_proposed_context_of_its_own_sop_class(
     entries: list[Entry], scp: Scp

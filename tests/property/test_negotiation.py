@@ -10,7 +10,7 @@ otherwise); ``preflight()`` predicts what ``send()`` then does.
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, note, settings
+from hypothesis import given, note
 from hypothesis import strategies as st
 
 from mock_scp import MockScp
@@ -18,7 +18,7 @@ from mock_scp import strategies as ms
 from mock_scp.strategies import FileSpec, ScpPolicy
 from property.harness import Queued, Recorder, check_against_model, check_grammar, check_journal
 from property.model import Codecs, Fate, Options, Prediction, Scp, predict
-from property.profiles import budget
+from property.profiles import profile_settings
 from scu import StoreScu
 
 CODECS = Codecs.installed()
@@ -67,7 +67,7 @@ def check_preflight(items: list[object], predicted: Prediction, queued: list[Que
 
 
 @pytest.mark.timeout(600)  # room for shrinking a failure
-@settings(max_examples=budget(100))
+@profile_settings(100)
 @given(
     policy=ms.scp_policies(sop_class_pool=POLICY_SOPS, per_sop_class=True),
     queued=queues(),

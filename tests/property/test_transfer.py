@@ -38,7 +38,7 @@ from property.harness import (
     check_journal,
 )
 from property.model import Codecs, Options, Scp, order_independent, predict
-from property.profiles import budget
+from property.profiles import profile_settings
 from scu import AssociationRejected, CallbackError, StoreScu
 
 DIMSE_TIMEOUT = 0.3
@@ -187,7 +187,7 @@ class TransferMachine(RuleBasedStateMachine):
     def send(self, how: str = "send", raising: str | None = None) -> None:
         """Send the queue; ``raising`` names a callback that raises (SPEC invariant 5:
         the accounting must not suffer; ``send()`` then raises ``CallbackError``)."""
-        self.scp.wait_idle(10)
+        assert self.scp.wait_idle(10), "the SCP did not go idle after the last send"
         self.scp.reset()
         for store_rule in self.rules:
             store_rule.apply(self.scp)
@@ -226,7 +226,7 @@ class TransferMachine(RuleBasedStateMachine):
         )
         note(f"result: {[(o.file, o.transfer_syntax, o.status, o.error) for o in result.files]}")
         assert raised is expected_error, f"raised {raised}, expected {expected_error}"
-        self.scp.wait_idle(10)
+        assert self.scp.wait_idle(10), "the SCP did not go idle after send()"
         names = [q.entry.name for q in self.queued]
         check_grammar(rec, result, names, in_order=self.model_options.concurrency == 1)
         check_against_model(rec, result, self.queued, predicted)
@@ -247,5 +247,5 @@ def test_transfers_keep_the_contract(mock_scp_factory: Any) -> None:
 
     run_state_machine_as_test(
         Machine,
-        settings=settings(settings.default, max_examples=budget(150), stateful_step_count=15),
+        settings=settings(profile_settings(150), stateful_step_count=15),
     )
