@@ -72,6 +72,7 @@ class RejectRule:
     source: int
     reason: int
     times: int | None
+    close_at_once: bool = False
     used: int = 0
 
 
@@ -338,15 +339,23 @@ class MockScp:
         source: int | str = "service-user",
         reason: int | str = "no-reason-given",
         times: int | None = None,
+        close_at_once: bool = False,
     ) -> RejectRule:
         """Reject the next association requests with an A-ASSOCIATE-RJ; names or
-        numbers (see :mod:`mock_scp.tables`). ``times=None`` rejects every request."""
+        numbers (see :mod:`mock_scp.tables`). ``times=None`` rejects every request.
+
+        By default the mock half-closes and lets the SCU read the reject before the
+        connection goes. ``close_at_once=True`` closes right after the reject, as
+        DCMTK storescp and Orthanc do: an SCU that races the close against reading the
+        A-ASSOCIATE-RJ may then report an abort instead of the rejection."""
         r, s, why = parse_reject(result, source, reason)
         if times is not None and (
             isinstance(times, bool) or not isinstance(times, int) or times < 1
         ):
             raise ValueError(f"times: expected an int >= 1 or None (always), got {times!r}")
-        rule = RejectRule(r, s, why, times)
+        if not isinstance(close_at_once, bool):
+            raise ValueError(f"close_at_once: expected a bool, got {close_at_once!r}")
+        rule = RejectRule(r, s, why, times, close_at_once)
         with self._lock:
             self._rejects.append(rule)
         return rule
@@ -575,25 +584,30 @@ class MockScp:
                 self._in_flight += 1  # until the thread registers its socket
             thread.start()
 
-    def _choose_reject(self, rq: wire.AssociateRequest) -> tuple[tuple[int, int, int], str] | None:
+    def _choose_reject(
+        self, rq: wire.AssociateRequest
+    ) -> tuple[tuple[int, int, int], str, bool] | None:
         """The reject for this request, if any; with the lock held."""
         if not rq.protocol_version & 1:
-            return (1, 2, 2), "protocol version not supported"
+            return (1, 2, 2), "protocol version not supported", False
         if rq.application_context != APPLICATION_CONTEXT_NAME:
-            return (1, 1, 2), f"application context {rq.application_context!r} not supported"
+            why = f"application context {rq.application_context!r} not supported"
+            return (1, 1, 2), why, False
         for rule in self._rejects:
             if rule.times is None or rule.used < rule.times:
                 rule.used += 1
-                return (rule.result, rule.source, rule.reason), "reject_associations rule"
+                triple = (rule.result, rule.source, rule.reason)
+                return triple, "reject_associations rule", rule.close_at_once
         if self.require_called_ae_title and rq.called_ae_title != self._ae_title:
-            return (1, 1, 7), f"called AE title {rq.called_ae_title!r} is not {self._ae_title!r}"
+            why = f"called AE title {rq.called_ae_title!r} is not {self._ae_title!r}"
+            return (1, 1, 7), why, False
         if (
             self.require_calling_ae_titles is not None
             and rq.calling_ae_title not in self.require_calling_ae_titles
         ):
-            return (1, 1, 3), f"calling AE title {rq.calling_ae_title!r} not allowed"
+            return (1, 1, 3), f"calling AE title {rq.calling_ae_title!r} not allowed", False
         if self._open_associations >= self.max_associations:
-            return (2, 3, 2), f"max_associations ({self.max_associations}) reached"
+            return (2, 3, 2), f"max_associations ({self.max_associations}) reached", False
         return None
 
 
@@ -791,13 +805,13 @@ class _Connection:
                 scp._open_associations += 1
                 self.counted = True
         if reject is not None:
-            (result, source, reason), why = reject
+            (result, source, reason), why, close_at_once = reject
             with scp._lock:
                 record.rejection = (result, source, reason)
                 record.ended = "rejected"
                 record.end_detail = why
                 record.ended_at = time.time()
-            if self._send(wire.encode_associate_rj(result, source, reason)):
+            if self._send(wire.encode_associate_rj(result, source, reason)) and not close_at_once:
                 self._graceful_close()
             return
         results = negotiate(rq.contexts, scp._policy)

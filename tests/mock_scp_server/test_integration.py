@@ -750,3 +750,13 @@ def test_pdu_larger_than_the_read_buffer(
     c.release()
     assert scp.received[0].raw == data
     scp.check()
+
+
+def test_reject_then_close_at_once(scp: MockScp, raw: Callable[[int], Any]) -> None:
+    scp.reject_associations(result="transient", source=3, reason=1, close_at_once=True)
+    c = raw(scp.port)
+    pdu_type, body = c.associate()
+    assert pdu_type == 3 and tuple(body[1:4]) == (2, 3, 1)
+    assert c.sock.recv(10) == b""  # closed right away, as DCMTK storescp and Orthanc do
+    with pytest.raises(ValueError, match="close_at_once"):
+        scp.reject_associations(close_at_once="yes")  # type: ignore[arg-type]

@@ -209,3 +209,10 @@ def test_syntax_chosen_like_storescp(
     assert store.transfer_syntax == syntax
     assert store.dataset().PatientName == "Mock^Test"
     scp.check()
+
+
+def test_echoscu_reads_a_reject_closed_at_once(scp: MockScp) -> None:
+    scp.reject_associations(reason="no-reason-given", close_at_once=True)
+    for _ in range(5):
+        out = _run("echoscu", scp)
+        assert "Association Rejected" in out.stdout + out.stderr
