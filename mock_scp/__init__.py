@@ -2,11 +2,23 @@
 
 >>> from mock_scp import MockScp
 >>> with MockScp(ae_title="PACS") as scp:      # doctest: +SKIP
-...     scp.on_store(nth=2).fail("out-of-resources")
+...     scp.on_store(nth=2).fail("out-of-resources", comment="disk full")
+...     scp.on_store(sop_class_uid="CTImageStorage").stall(0.5)   # then the next rule
+...     scp.reject_associations(result="transient", source="provider-presentation",
+...                             reason="temporary-congestion", times=1)
 ...     ...  # point any SCU at scp.addr
-...     scp.check()
+...     scp.check()   # server errors, unmet expect counts, SCU violations
 
-See :class:`MockScp` for the configuration, rules and journal.
+Rules (first match wins; default 0x0000): ``accept``, ``respond(status, comment)``,
+``warn``, ``fail``, ``stall(seconds)`` and ``slow_read(bytes_per_second)`` (modifiers:
+the next matching rule answers), ``abort(during_dataset=False)``,
+``disconnect(rst=False)``, ``garbage(data=None)``. Statuses and reject values take
+numbers or the names in :data:`STATUS_NAMES` / :data:`REJECT_RESULTS` /
+:data:`REJECT_SOURCES` / :data:`REJECT_REASONS`.
+
+Journal: :attr:`MockScp.received` (:class:`ReceivedStore`, dataset kept raw and decoded
+on demand), :attr:`MockScp.associations` (:class:`AssociationRecord`),
+:attr:`MockScp.violations` (:class:`Violation`), :attr:`MockScp.errors`.
 """
 
 from .errors import MockScpError

@@ -228,7 +228,9 @@ class RuleBuilder:
 
     def slow_read(self, bytes_per_second: float) -> Rule:
         """Read this store's dataset at most ``bytes_per_second``, then answer as the
-        next matching rule."""
+        next matching rule. The throttle applies to reads from the socket once the
+        command has arrived; the SCU feels it when the dataset outgrows what the
+        kernel buffers (a few hundred KB on loopback)."""
         if (
             isinstance(bytes_per_second, bool)
             or not isinstance(bytes_per_second, int | float)
