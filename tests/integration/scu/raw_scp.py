@@ -66,6 +66,10 @@ class RawScp:
     answers: dict[int, Answer] = field(default_factory=dict)
     #: Accept every context in this syntax instead of the first proposed one.
     accept_syntax: str | None = None
+    #: The Maximum Length announced in the A-ASSOCIATE-AC.
+    max_pdu_length: int = 16384
+    #: False: never answer A-RELEASE-RQ (keep the connection open until the SCU closes).
+    answer_release: bool = True
     stores: list[StoreSeen] = field(default_factory=list)
     associations: int = 0
     errors: list[BaseException] = field(default_factory=list)
@@ -127,14 +131,16 @@ class RawScp:
             (c.context_id, 0, self.accept_syntax or c.transfer_syntaxes[0])
             for c in request.contexts
         ]
-        conn.sendall(wire.encode_associate_ac(request, results, 16384))
+        conn.sendall(wire.encode_associate_ac(request, results, self.max_pdu_length))
         command = bytearray()
         have_command = False
         while True:
             pdu_type, body = self._read(conn)
             if pdu_type in (0x05, 0x07):  # A-RELEASE-RQ / A-ABORT
-                if pdu_type == 0x05:
+                if pdu_type == 0x05 and self.answer_release:
                     conn.sendall(wire.encode_release_rp())
+                elif pdu_type == 0x05:
+                    conn.recv(1)  # until the SCU gives up and closes
                 return
             pos = 0
             while pos < len(body):
