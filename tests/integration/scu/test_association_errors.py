@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from collections.abc import Callable
@@ -374,3 +375,18 @@ def test_rejection_then_immediate_close_is_never_lost(tmp_path: Path) -> None:
                 outcomes.append(type(exc).__name__)
         server.join(5)
     assert outcomes == ["AssociationRejected"] * tries
+
+
+def test_send_async_raises_association_errors_too(scp: HarnessScp, tmp_path: Path) -> None:
+    files = write_series(tmp_path, 2)
+    refused = StoreScu(f"127.0.0.1:{free_port()}", connect_timeout=2.0)
+    _queue(refused, files)
+    with pytest.raises(ConnectionFailed) as caught:
+        asyncio.run(refused.send_async())
+    assert caught.value.result is not None and caught.value.result.failed == 2
+    scp.reject_from(1, Reject(2, 3, 1))
+    rejected = _queue_scu(scp, files)
+    with pytest.raises(AssociationRejected) as rejection:
+        asyncio.run(rejected.send_async())
+    assert rejection.value.rejection.reason == 1
+    assert rejection.value.result is not None and rejection.value.result.failed == 2
