@@ -88,6 +88,13 @@ FAILURE_STATUSES: tuple[int, ...] = (
     0xA700, 0xA701, 0xA7FF, 0xA900, 0xA9FF, 0xC000, 0xC123, 0xCFFF,
     0x0110, 0x0111, 0x0117, 0x0122, 0x0124, 0x0211, 0x0212, 0x0213, 0xFE00,
 )  # fmt: skip
+# Failure ranges of PS3.4 B.2.3: refused out of resources, data set does not match SOP
+# class, cannot understand.
+_FAILURE_RANGES: tuple[tuple[int, int], ...] = (
+    (0xA700, 0xA7FF),
+    (0xA900, 0xA9FF),
+    (0xC000, 0xCFFF),
+)
 # Codes with no meaning for C-STORE: a sender must treat them as failures.
 _UNKNOWN_RANGES: tuple[tuple[int, int], ...] = ((0x0002, 0x0100), (0xD000, 0xFDFF))
 
@@ -218,7 +225,7 @@ def statuses(
         "warning": st.one_of(st.sampled_from(WARNING_STATUSES), st.integers(0xB000, 0xBFFF)),
         "failure": st.one_of(
             st.sampled_from(FAILURE_STATUSES),
-            *(st.integers(low, high) for low, high in _UNKNOWN_RANGES),
+            *(st.integers(low, high) for low, high in (*_FAILURE_RANGES, *_UNKNOWN_RANGES)),
         ),
     }
     unknown = set(kinds) - set(parts)
