@@ -112,15 +112,20 @@ class RawScp:
                 except Exception as exc:
                     self.errors.append(exc)
 
+    @staticmethod
+    def _exactly(conn: socket.socket, size: int) -> bytes:
+        chunks, got = [], 0
+        while got < size:
+            chunk = conn.recv(min(size - got, 1 << 20))
+            if not chunk:
+                raise EOFError
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
     def _read(self, conn: socket.socket) -> tuple[int, bytes]:
-        header = conn.recv(6, socket.MSG_WAITALL)
-        if len(header) < 6:
-            raise EOFError
-        pdu_type, length = _HEADER.unpack(header)
-        body = conn.recv(length, socket.MSG_WAITALL) if length else b""
-        if len(body) < length:
-            raise EOFError
-        return pdu_type, body
+        pdu_type, length = _HEADER.unpack(self._exactly(conn, 6))
+        return pdu_type, self._exactly(conn, length)
 
     def _association(self, conn: socket.socket) -> None:
         pdu_type, body = self._read(conn)
