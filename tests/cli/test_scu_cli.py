@@ -205,6 +205,17 @@ def test_usage_errors_exit_2(
         assert word in err, err
 
 
+def test_called_ae_in_the_address(
+    storescp_factory: StoreScpFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scp = storescp_factory(ignore=True)
+    code, out, _ = run(["echo", f"STORESCP@{scp.addr}"], capsys)
+    assert code == 0 and "0x0000" in out
+    # Two different called AE titles: a usage error naming both, before any connection.
+    code, _, err = run(["echo", f"STORESCP@{scp.addr}", "--called-ae", "OTHER"], capsys)
+    assert code == 2 and "OTHER" in err and "STORESCP" in err
+
+
 def test_bad_address_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(["send", "no-port-here", CT], capsys)
     assert code == 2 and "no-port-here" in err
