@@ -319,6 +319,8 @@ def _read_header(buf: bytes | mmap.mmap) -> Header:
         syntax = meta.get(0x0010)
         if not syntax:
             raise EntryError("file meta has no Transfer Syntax UID (0002,0010)")
+        if len(syntax) > 64 or not _UID.match(syntax):
+            raise EntryError(f"file meta Transfer Syntax UID (0002,0010) {syntax!r} is not a UID")
     else:
         if size < 8 or buf[0:2] in (b"\x00\x00",) or not _plausible_dataset_start(buf):
             raise EntryError(

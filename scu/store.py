@@ -35,7 +35,13 @@ from typing import Any, TypeVar
 
 from scu.association import Association, Payload, Timeouts
 from scu.convert import ConversionError, convert
-from scu.errors import AssociationError, CallbackError, ProtocolError, TransportError
+from scu.errors import (
+    AssociationError,
+    CallbackError,
+    ConnectionFailed,
+    ProtocolError,
+    TransportError,
+)
 from scu.events import Event, FileError, FileSending, FileSent, TransferCompleted, TransferStarted
 from scu.options import parse_address, validate_ae_title, validate_max_pdu, validate_timeout
 from scu.planning import AssociationPlan, Refusal, plan_associations, select_context
@@ -637,7 +643,13 @@ class _Transfer:
                         assoc_plan = plan_index
                         with self._lock:
                             self._established = True
-                    except AssociationError as exc:
+                    except Exception as exc:
+                        if not isinstance(exc, AssociationError):  # a bug: keep the accounting
+                            log.exception("internal error while opening an association")
+                            exc = ConnectionFailed(
+                                f"could not establish association with {self.scu._address}: "
+                                f"internal error: {exc!r}"
+                            )
                         with self._lock:
                             self._last_association_error = exc
                         if self._give_back(index):

@@ -28,9 +28,7 @@ CONTROL = datagen.make_bytes(
 
 @pytest.mark.timeout(600)  # room for shrinking a failure
 @profile_settings(150)
-# "corrupt-uid" finds the open scu bug pinned by the strict xfail below within the ci
-# budget; put it back (use every kind) when that test starts passing.
-@given(data=ms.mutated_dicom_bytes(kinds=[k for k in ms.MUTATION_KINDS if k != "corrupt-uid"]))
+@given(data=ms.mutated_dicom_bytes())
 def test_damaged_bytes_end_in_one_clear_outcome(mock_scp_factory: Any, data: bytes) -> None:
     scp = mock_scp_factory.shared(ae_title="ROBUSTNESS")
     scp.wait_idle(5)
@@ -65,13 +63,6 @@ def _with_bad_transfer_syntax_uid() -> bytes:
     return data[:at] + b"\xff\xff" + data[at + 2 :]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeEncodeError,
-    reason="scu bug found by this suite (dev profile): a non-ASCII Transfer Syntax UID in "
-    "the file meta passes read_header, then encoding the A-ASSOCIATE-RQ raises "
-    "UnicodeEncodeError out of send(), and every other queued entry is lost",
-)
 def test_non_ascii_transfer_syntax_uid_in_meta_fails_only_that_entry(mock_scp_factory: Any) -> None:
     scp = mock_scp_factory.shared(ae_title="ROBUSTNESS")
     scp.wait_idle(5)
