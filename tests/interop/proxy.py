@@ -60,6 +60,10 @@ class DroppingProxy:
 
     def stop(self) -> None:
         if self._listener is not None:
+            # shutdown() wakes the accept() blocked in the other thread; close() alone
+            # would not (Linux keeps the socket alive while a call is using it).
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 self._listener.close()
         for thread in self._threads:
