@@ -252,6 +252,7 @@ class MockScp:
         self._errors: list[BaseException] = []
         self._deferred_uid_checks: list[ReceivedStore] = []
         self._listeners: list[Listener] = []
+        self._request_listeners: list[Callable[[StoreRequest], object]] = []
         self._next_assoc_id = 1
         self._open_associations = 0
         self._connections: dict[int, socket.socket] = {}  # thread ident -> socket
@@ -374,6 +375,16 @@ class MockScp:
         """Stop calling ``fn``."""
         with self._lock:
             self._listeners.remove(fn)
+
+    def add_request_listener(self, fn: Callable[[StoreRequest], object]) -> None:
+        """Call ``fn`` from server threads with a :class:`StoreRequest` as soon as a
+        C-STORE command has arrived (before its dataset, its stall or its answer), so a
+        runner can tell "the SCU has started this store" without racing the SCU's own
+        log. Exceptions from ``fn`` are caught and reported by :meth:`check`."""
+        if not callable(fn):
+            raise ValueError(f"fn: expected a callable, got {fn!r}")
+        with self._lock:
+            self._request_listeners.append(fn)
 
     def reset(self) -> None:
         """Clear rules, reject rules, journal, errors and the nth counter."""
@@ -1053,6 +1064,11 @@ class _Connection:
             )
         msg.request = request
         msg.decision, _ = scp._rules.decide(request, scp._record_error)
+        for fn in list(scp._request_listeners):
+            try:
+                fn(request)
+            except Exception as exc:
+                scp._record_error(exc)
         action = msg.decision.action
         msg.abort_during = action.name == "abort" and action.during_dataset
         if msg.decision.bytes_per_second is not None:

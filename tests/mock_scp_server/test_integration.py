@@ -760,3 +760,24 @@ def test_reject_then_close_at_once(scp: MockScp, raw: Callable[[int], Any]) -> N
     assert c.sock.recv(10) == b""  # closed right away, as DCMTK storescp and Orthanc do
     with pytest.raises(ValueError, match="close_at_once"):
         scp.reject_associations(close_at_once="yes")  # type: ignore[arg-type]
+
+
+def test_request_listener_fires_before_the_answer(scp: MockScp, h: Any) -> None:
+    arrived = threading.Event()
+    seen: list[StoreRequest] = []
+
+    def on_request(req: StoreRequest) -> None:
+        seen.append(req)
+        arrived.set()
+
+    scp.add_request_listener(on_request)
+    scp.on_store(nth=1).stall(30)
+    assoc = _assoc(scp)
+    sender = threading.Thread(target=lambda: assoc.send_c_store(h.make_dataset()))
+    sender.start()
+    assert arrived.wait(5)  # the store is on the wire while it is still stalled
+    assert scp.received == [] and [r.nth for r in seen] == [1]
+    scp.stop()
+    sender.join(10)
+    assoc.abort()
+    assert [r.action for r in scp.received] == ["interrupted"]
