@@ -80,8 +80,11 @@ def cmd_send(args: argparse.Namespace) -> int:
     if profiler is not None:
         profiler.dump_stats(args.profile)
     errors = [f.error for f in result.files if not f.ok and f.error]
+    import scu as scu_package
+
     _emit(
         {
+            "scu_file": scu_package.__file__,
             "files": result.total_files,
             "successful": result.successful,
             "failed": result.failed,

@@ -233,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     corpora = {name: corpus.build(specs[name], workdir, log=_log) for name in wanted}
 
     load_at_start = [round(x, 2) for x in os.getloadavg()]
+    started = machine()  # the commit and code state at the start, not after the runs
     samples: dict[tuple[str, str], RunResult] = {}
     for rep in range(repeat):
         for cname in args.corpus:
@@ -282,7 +283,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
     report: dict[str, Any] = {
-        "machine": {**machine(), "load_average_at_start": load_at_start},
+        "machine": {
+            **started,
+            "load_average_at_start": load_at_start,
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+        },
         "repeat": repeat,
         "smoke": args.smoke,
         "corpora": {

@@ -240,6 +240,7 @@ class RunResult:
                     "peak_rss_kb": s.peak_rss_kb,
                     "error": s.error,
                     **({"receiver": s.extra["receiver"]} if "receiver" in s.extra else {}),
+                    **({"scu_file": s.extra["scu_file"]} if "scu_file" in s.extra else {}),
                 }
                 for s in self.samples
             ],
