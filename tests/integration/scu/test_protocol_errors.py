@@ -11,7 +11,7 @@ from integration.scu.helpers import FAST, Recorder, write_series
 from integration.scu.raw_scp import Answer, RawScp, StoreSeen, response_command
 
 from mock_scp import wire
-from scu import StoreScu
+from scu import AssociationError, StoreScu
 
 
 def _rsp(seen: StoreSeen, **wrong: int | None) -> tuple[bytes, bool]:
@@ -116,3 +116,38 @@ def test_context_accepted_in_a_syntax_never_offered(tmp_path: Path) -> None:
     assert result.failed == 2
     assert not scp.stores
     assert all("refused" in (o.error or "") for o in result.files), result.files[0].error
+
+
+BUG_TINY_PEER_MAX_PDU_CRASHES = (
+    "BUG: a peer Maximum Length <= 6 makes Association.max_pdv_data <= 0 and range() raises in "
+    "_send_message(): the file fails as \"internal error: ValueError('range() arg 3 must not be "
+    "zero')\""
+)
+
+
+@pytest.mark.xfail(strict=True, reason=BUG_TINY_PEER_MAX_PDU_CRASHES)
+def test_absurd_peer_max_pdu_is_a_clear_error(tmp_path: Path) -> None:
+    """An A-ASSOCIATE-AC announcing a Maximum Length of 6 bytes (no room for any PDV
+    data): the SCU cannot send, and must say so, not fail with an internal error."""
+    files = write_series(tmp_path, 1)
+    with RawScp(max_pdu_length=6) as scp:
+        scu = StoreScu(scp.addr, **FAST)
+        scu.add_file(files[0])
+        try:
+            result = scu.send()
+        except AssociationError as exc:  # refusing the association is fine too
+            assert exc.result is not None
+            result = exc.result
+    error = result.files[0].error or ""
+    assert not result.files[0].ok
+    assert "internal error" not in error, error
+
+
+def test_release_never_answered_does_not_hang_or_fail(tmp_path: Path) -> None:
+    files = write_series(tmp_path, 2)
+    with RawScp(answer_release=False) as scp:
+        scu = StoreScu(scp.addr, **{**FAST, "acse_timeout": 0.5})
+        for f in files:
+            scu.add_file(f)
+        result = scu.send()
+    assert result.successful == 2  # the stores were answered; the release is housekeeping
