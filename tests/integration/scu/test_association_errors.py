@@ -122,8 +122,20 @@ def test_silent_peer_fails_on_acse_timeout(tmp_path: Path) -> None:
     assert caught.value.result is not None and caught.value.result.failed == 1
 
 
-def test_peer_that_is_not_dicom_fails_cleanly(tmp_path: Path) -> None:
-    """A server that answers the A-ASSOCIATE-RQ with HTTP text and closes."""
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (b"HTTP/1.1 400 Bad Request\r\n\r\n", "could not establish association"),
+        (bytes((0x07, 0, 0, 0, 0, 4, 0, 0, 2, 1)), "a-abort"),  # A-ABORT instead of AC/RJ
+        (b"", "closed the connection"),
+        (bytes((0x02, 0, 0, 0, 0, 3, 1, 2, 3)), "malformed a-associate-ac"),
+    ],
+    ids=["http", "abort", "close", "short-ac"],
+)
+def test_peer_answering_the_request_wrongly_fails_cleanly(
+    tmp_path: Path, answer: bytes, words: str
+) -> None:
+    """A server that answers the A-ASSOCIATE-RQ with something else, then closes."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(4)
@@ -133,7 +145,7 @@ def test_peer_that_is_not_dicom_fails_cleanly(tmp_path: Path) -> None:
             conn, _ = listener.accept()
             with conn:
                 conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+                conn.sendall(answer)
 
         server = threading.Thread(target=serve, daemon=True)
         server.start()
@@ -143,7 +155,9 @@ def test_peer_that_is_not_dicom_fails_cleanly(tmp_path: Path) -> None:
         with pytest.raises(ConnectionFailed) as caught:
             scu.send()
         server.join(5)
-    assert "could not establish association" in str(caught.value)
+    message = str(caught.value)
+    assert "could not establish association" in message
+    assert words in message.lower(), message
     assert caught.value.result is not None and caught.value.result.failed == 1
 
 
