@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import select
 import socket
 import ssl
 import time
@@ -36,7 +37,7 @@ from scu.errors import (
 from scu.options import Address
 from scu.planning import AssociationPlan, NegotiatedContext
 
-__all__ = ["Association", "Payload", "State", "Timeouts"]
+__all__ = ["Association", "Payload", "SourceError", "State", "Timeouts"]
 
 log = logging.getLogger("scu.association")
 
@@ -44,6 +45,9 @@ log = logging.getLogger("scu.association")
 CHUNK_SIZE = 1 << 20
 #: PDV size used when the SCP announces no limit (Maximum Length 0).
 UNLIMITED_PDV = 1 << 20
+#: The smallest peer maximum PDU length we work with: room for a PDV header and some
+#: data. Smaller values (PS3.8 sets no minimum) cannot carry a command set sensibly.
+MIN_PEER_PDU = 64
 #: A PDU larger than this from the peer is treated as a protocol error, whatever it
 #: claims, so a corrupt length cannot make us allocate gigabytes.
 MAX_INCOMING_PDU = 64 << 20
@@ -100,17 +104,30 @@ class Payload:
         assert self.path is not None
         remaining = self.length
         view = memoryview(buffer)
-        with open(self.path, "rb", buffering=0) as handle:
+        try:
+            handle = open(self.path, "rb", buffering=0)
+        except OSError as exc:
+            raise SourceError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
+        with handle:
             handle.seek(self.offset)
             while remaining > 0:
                 want = min(remaining, len(view))
-                got = handle.readinto(view[:want])
+                try:
+                    got = handle.readinto(view[:want])
+                except OSError as exc:
+                    raise SourceError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
                 if not got:
-                    raise OSError(
-                        f"{self.path} ended {remaining} bytes early (was it changed while queued?)"
+                    raise SourceError(
+                        f"{self.path} ended {remaining} bytes early (changed after it was queued?)"
                     )
                 remaining -= got
                 yield view[:got]
+
+
+class SourceError(Exception):
+    """The data set could not be read while it was being sent (the file changed or
+    vanished after it was queued). The association is aborted: the SCP holds half a
+    data set."""
 
 
 def _describe_os_error(exc: BaseException) -> str:
@@ -146,7 +163,9 @@ class Association:
         accept: wire.AssociateAccept,
         negotiated: Sequence[NegotiatedContext],
         timeouts: Timeouts,
+        log: logging.Logger = log,
     ) -> None:
+        self._log = log
         self._sock = sock
         self.address = address
         self.accept = accept
@@ -154,11 +173,14 @@ class Association:
         self.timeouts = timeouts
         self.state = State.ESTABLISHED
         peer_max = accept.max_pdu_length
+        # A PDV item takes 6 bytes of the PDU's length; open() refuses a smaller maximum.
         self.max_pdv_data = (peer_max - 6) if peer_max else UNLIMITED_PDV
         self._next_message_id = 1
         self._chunk = bytearray(CHUNK_SIZE)
         self._header = bytearray(6)
         self._scatter = hasattr(sock, "sendmsg") and not isinstance(sock, ssl.SSLSocket)
+        self._poller = select.poll()
+        self._poller.register(sock, select.POLLIN)
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -181,6 +203,7 @@ class Association:
         timeouts: Timeouts,
         tls: ssl.SSLContext | None = None,
         verification: bool = False,
+        log: logging.Logger = log,
     ) -> Association:
         """Connect and negotiate.
 
@@ -264,6 +287,13 @@ class Association:
             raise ConnectionFailed(
                 f"could not establish association with {where}: malformed A-ASSOCIATE-AC ({exc})"
             ) from exc
+        if 0 < accept.max_pdu_length < MIN_PEER_PDU:
+            _abort_quietly(sock)
+            raise ConnectionFailed(
+                f"could not establish association with {where}: the SCP announced a maximum "
+                f"PDU length of {accept.max_pdu_length} bytes, too small to carry a C-STORE "
+                f"(at least {MIN_PEER_PDU} needed)"
+            )
         negotiated = []
         for context_id, abstract, proposed in contexts:
             answer = accept.contexts.get(context_id)
@@ -284,7 +314,9 @@ class Association:
                 accept.max_pdu_length, sum(c.accepted for c in negotiated), len(negotiated),
             )  # fmt: skip
         sock.settimeout(timeouts.network)
-        return cls(sock, address=address, accept=accept, negotiated=negotiated, timeouts=timeouts)
+        return cls(
+            sock, address=address, accept=accept, negotiated=negotiated, timeouts=timeouts, log=log
+        )
 
     def release(self) -> None:
         """A-RELEASE; on any trouble the socket is simply closed."""
@@ -300,9 +332,9 @@ class Association:
                 pdu_type, _body = _read_pdu(self._sock)
                 if pdu_type in (wire.PduType.RELEASE_RP, wire.PduType.ABORT):
                     break
-            log.debug("<- A-RELEASE-RP")
+            self._log.debug("<- A-RELEASE-RP")
         except (OSError, ProtocolError, TransportError) as exc:
-            log.debug("release did not complete cleanly: %s", exc)
+            self._log.debug("release did not complete cleanly: %s", exc)
         self.close()
 
     def abort(self) -> None:
@@ -311,7 +343,7 @@ class Association:
             return
         self._move(State.ABORTED)
         _abort_quietly(self._sock)
-        log.debug("-> A-ABORT")
+        self._log.debug("-> A-ABORT")
         self.close()
 
     def close(self) -> None:
@@ -326,7 +358,22 @@ class Association:
 
     @property
     def usable(self) -> bool:
-        return self.state == State.ESTABLISHED
+        """Established, and the SCP has not aborted or closed it while we were idle
+        (an idle timeout on the SCP side): checked before each request, so that a file
+        is never sent on an association the SCP already gave up."""
+        if self.state != State.ESTABLISHED:
+            return False
+        if not self._poller.poll(0):
+            return True
+        try:  # the SCP sent something unasked: an A-ABORT, or it closed
+            pending = self._sock.recv(1, socket.MSG_PEEK)
+        except (OSError, ValueError):
+            pending = b""
+        if not pending or pending[0] in (wire.PduType.ABORT, wire.PduType.RELEASE_RQ):
+            self._log.debug("the SCP ended the association while it was idle")
+            self.abort()
+            return False
+        return True
 
     # --- DIMSE ---------------------------------------------------------------------
 
@@ -344,8 +391,8 @@ class Association:
         self._move(State.STORING)
         message_id = self._message_id()
         command = wire.encode_store_rq(message_id, sop_class_uid, sop_instance_uid)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
+        if self._log.isEnabledFor(logging.DEBUG):
+            self._log.debug(
                 "-> C-STORE-RQ id=%d %s (%d bytes, context %d)",
                 message_id, sop_instance_uid, payload.length, context_id,
             )  # fmt: skip
@@ -380,14 +427,18 @@ class Association:
 
     def _send_message(self, context_id: int, command: bytes, payload: Payload | None) -> None:
         self._sock.settimeout(self.timeouts.network)
-        parts: list[bytes | memoryview] = [
-            wire.pdata_header(context_id, len(command), command=True, last=True),
-            command,
-        ]
+        limit = self.max_pdv_data
+        parts: list[bytes | memoryview] = []
+        for start in range(0, len(command), limit):  # a command set may need fragments too
+            fragment = command[start : start + limit]
+            last = start + limit >= len(command)
+            parts += [
+                wire.pdata_header(context_id, len(fragment), command=True, last=last),
+                fragment,
+            ]
         if payload is None:
             self._send_parts(parts)
             return
-        limit = self.max_pdv_data
         remaining = payload.length
         if remaining == 0:
             parts.append(wire.pdata_header(context_id, 0, command=False, last=True))
@@ -410,13 +461,14 @@ class Association:
             return
         # sendmsg gathers many PDUs into one system call without copying the data;
         # the kernel may take less than all of it, so go on from where it stopped.
-        while parts:
-            sent = self._sock.sendmsg(parts[:512])
-            while parts and sent >= len(parts[0]):
-                sent -= len(parts[0])
-                parts.pop(0)
-            if sent and parts:
-                parts[0] = memoryview(parts[0])[sent:]
+        first = 0
+        while first < len(parts):
+            sent = self._sock.sendmsg(parts[first : first + 512])
+            while first < len(parts) and sent >= len(parts[first]):
+                sent -= len(parts[first])
+                first += 1
+            if sent:
+                parts[first] = memoryview(parts[first])[sent:]
 
     def _await_response(self, context_id: int, message_id: int, expected: int) -> wire.Command:
         self._sock.settimeout(self.timeouts.dimse)
@@ -479,8 +531,8 @@ class Association:
         if response.status is None:
             self.abort()
             raise ProtocolError("the SCP's response has no Status (0000,0900)")
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("<- response id=%d status 0x%04X", message_id, response.status)
+        if self._log.isEnabledFor(logging.DEBUG):
+            self._log.debug("<- response id=%d status 0x%04X", message_id, response.status)
         return response
 
     def _broken(self, when: str, exc: OSError) -> TransportError:

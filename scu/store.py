@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from scu.association import Association, Payload, Timeouts
+from scu.association import Association, Payload, SourceError, Timeouts
 from scu.convert import ConversionError, convert
 from scu.errors import (
     AssociationError,
@@ -134,8 +134,7 @@ class StoreScu:
         self.never_transcode = never_transcode
         self.fail_fast = fail_fast
         self.verbose = verbose
-        if self.verbose:
-            _enable_verbose_logging()
+        self._log = _verbose_logger() if verbose else _QUIET_LOG
         self._entries: list[Entry] = []
 
     # --- the queue -----------------------------------------------------------------
@@ -297,6 +296,7 @@ class StoreScu:
             timeouts=self.timeouts,
             tls=self.tls,
             verification=verification,
+            log=self._log,
         )
 
     def __repr__(self) -> str:
@@ -725,9 +725,11 @@ class _Transfer:
         except (TransportError, ProtocolError) as exc:
             self._fail(index, emit, self._error_event(index, str(exc), message="File failed"))
             return
-        except OSError as exc:  # the file vanished or changed under us
+        except SourceError as exc:  # the file vanished or changed after it was queued
             assoc.abort()
-            self._fail(index, emit, self._error_event(index, f"cannot read: {exc}"))
+            self._fail(index, emit, self._error_event(
+                index, f"{exc}; the association was aborted", message="File failed"
+            ))  # fmt: skip
             return
         duration = time.monotonic() - started
         status = response.status
@@ -762,10 +764,17 @@ def _join_all(threads: Iterable[threading.Thread]) -> None:
         thread.join()
 
 
-def _enable_verbose_logging() -> None:
-    logger = logging.getLogger("scu")
-    logger.setLevel(logging.DEBUG)
-    if not logger.handlers and not logging.getLogger().handlers:
+_QUIET_LOG = logging.getLogger("scu.association")
+_VERBOSE_LOG = logging.getLogger("scu.verbose")
+
+
+def _verbose_logger() -> logging.Logger:
+    """The logger of ``verbose=True`` instances: it lets their protocol exchange through
+    at DEBUG (other instances log to ``scu.association``, which follows the
+    application's logging set-up), and prints to stderr when nothing is configured."""
+    _VERBOSE_LOG.setLevel(logging.DEBUG)
+    if not _VERBOSE_LOG.handlers and not logging.getLogger().handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
-        logger.addHandler(handler)
+        _VERBOSE_LOG.addHandler(handler)
+    return _VERBOSE_LOG

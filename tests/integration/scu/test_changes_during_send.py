@@ -21,15 +21,6 @@ def _truncate(path: str) -> None:
     Path(path).write_bytes(data[: len(data) // 2])
 
 
-BUG_READ_ERROR_BLAMED_ON_LINK = (
-    "BUG: scu/association.py Association.store() turns every OSError raised while sending into "
-    "_broken(), including the local read errors of Payload.chunks() (file removed or cut short "
-    'after the transfer started): the file fails as "connection lost while sending the data set: '
-    '..." and the "cannot read:" branch of scu/store.py _store_one() is unreachable'
-)
-
-
-@pytest.mark.xfail(strict=True, reason=BUG_READ_ERROR_BLAMED_ON_LINK)
 @pytest.mark.parametrize(
     ("change", "words"),
     [(os.remove, "no such file"), (_truncate, "ended")],
@@ -104,15 +95,6 @@ def test_send_async_cancelled_mid_transfer(scp: HarnessScp, tmp_path: Path) -> N
     assert not rec.of(FileSending)[3:]  # nothing was started after the cancel
 
 
-BUG_IDLE_DROP_FAILS_NEXT_FILE = (
-    "BUG: an association the SCP ended (A-ABORT or TCP close) while the SCU was idle between "
-    "stores is only noticed when the next C-STORE is written (Association.usable is local state "
-    "only): that file fails although it was never in flight; look for a pending A-ABORT/EOF "
-    "before sending and re-associate"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=BUG_IDLE_DROP_FAILS_NEXT_FILE)
 @pytest.mark.parametrize(
     ("scp_options", "first_answer", "idle"),
     [

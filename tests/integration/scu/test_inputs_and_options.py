@@ -278,13 +278,6 @@ def test_max_pdu_lengths(
         assert received.dataset.PixelData == original.PixelData
 
 
-BUG_COMMAND_NOT_FRAGMENTED = (
-    "BUG: scu/association.py _send_message() sends the command set as one PDV whatever the peer "
-    "Maximum Length (a 144-byte P-DATA-TF PDU to an SCP that announced 128; PS3.8 9.3.5)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=BUG_COMMAND_NOT_FRAGMENTED)
 def test_tiny_peer_max_pdu_is_respected_for_commands_too(tmp_path: Path) -> None:
     """PS3.8 9.3.5: no P-DATA-TF PDU may exceed the receiver's maximum length, the
     PDUs that carry the command set included (a C-STORE-RQ command is ~150 bytes)."""
@@ -321,14 +314,6 @@ def test_verbose_logs_the_protocol_exchange(
     assert instance_uid(path) in text
 
 
-BUG_VERBOSE_IS_GLOBAL = (
-    "BUG: StoreScu(verbose=True) calls scu/store.py _enable_verbose_logging(), which sets the "
-    'process-wide "scu" logger to DEBUG (and may add a stderr handler) for good: every later '
-    "StoreScu, verbose or not, logs the exchange"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=BUG_VERBOSE_IS_GLOBAL)
 def test_verbose_is_per_instance(
     scp: HarnessScp, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

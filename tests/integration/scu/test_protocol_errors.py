@@ -118,14 +118,6 @@ def test_context_accepted_in_a_syntax_never_offered(tmp_path: Path) -> None:
     assert all("refused" in (o.error or "") for o in result.files), result.files[0].error
 
 
-BUG_TINY_PEER_MAX_PDU_CRASHES = (
-    "BUG: a peer Maximum Length <= 6 makes Association.max_pdv_data <= 0 and range() raises in "
-    "_send_message(): the file fails as \"internal error: ValueError('range() arg 3 must not be "
-    "zero')\""
-)
-
-
-@pytest.mark.xfail(strict=True, reason=BUG_TINY_PEER_MAX_PDU_CRASHES)
 def test_absurd_peer_max_pdu_is_a_clear_error(tmp_path: Path) -> None:
     """An A-ASSOCIATE-AC announcing a Maximum Length of 6 bytes (no room for any PDV
     data): the SCU cannot send, and must say so, not fail with an internal error."""
