@@ -227,8 +227,11 @@ class Association:
         try:
             sock = socket.create_connection((address.host, address.port), timeout=timeouts.connect)
         except (OSError, UnicodeError) as exc:  # UnicodeError: the idna codec on odd names
+            cause = _describe_os_error(exc)
+            if isinstance(exc, socket.timeout | TimeoutError):
+                cause = f"no TCP connection within connect_timeout={timeouts.connect}s"
             raise ConnectionFailed(
-                f"could not establish association with {where}: {_describe_os_error(exc)}"
+                f"could not establish association with {where}: {cause}"
             ) from exc
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
