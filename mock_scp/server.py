@@ -387,7 +387,7 @@ class MockScp:
             self._request_listeners.append(fn)
 
     def reset(self) -> None:
-        """Clear rules, reject rules, journal, errors and the nth counter."""
+        """Clear rules, reject rules, journal, errors, listeners and the nth counter."""
         self._rules.reset()
         with self._lock:
             self._rejects.clear()
@@ -396,6 +396,8 @@ class MockScp:
             self._violations.clear()
             self._errors.clear()
             self._deferred_uid_checks.clear()
+            self._listeners.clear()
+            self._request_listeners.clear()
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -1102,11 +1104,47 @@ class _Connection:
             if self.record is not None:
                 self.record.stores += 1
 
+    def _stall(self, seconds: float) -> str | None:
+        """Hold the answer back; ``"stopped"`` if the server stops meanwhile, ``"peer"``
+        as soon as the SCU gives up (an A-ABORT or a close after its own timeout),
+        ``None`` when the stall ran its course. Other traffic (a pipelined request)
+        does not end the stall."""
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if self.scp._stop_event.is_set():
+                return "stopped"
+            if left <= 0:
+                return None
+            pending = self._pending_pdu_type(min(left, 0.05))
+            if pending in (0x07, -1):
+                return "peer"
+            if pending is not None:  # something else waits: stop watching, just wait
+                return "stopped" if self.scp._stop_event.wait(left) else None
+
+    def _pending_pdu_type(self, wait: float) -> int | None:
+        """The type of the next PDU already sent by the SCU, -1 for a closed or reset
+        connection, ``None`` if nothing arrived within ``wait`` seconds."""
+        reader = self.reader
+        if reader.end > reader.start:
+            return reader.buf[reader.start]
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(self.sock, select.POLLIN)
+        if not self._poller.poll(wait * 1000):
+            return None
+        try:
+            first = self.sock.recv(1, socket.MSG_PEEK)
+        except OSError:
+            return -1
+        return first[0] if first else -1
+
     def _store_ended_without_answer(self, msg: _Message, action: str, *, complete: bool) -> None:
         if msg.request is None or msg.decision is None:
             return
         store = self._make_store(msg, None, Action(action), complete)
         self._journal(store)
+        self.scp._notify(store)
         self.message = None
         self.reader.rate = None
 
@@ -1130,10 +1168,17 @@ class _Connection:
         problem, dataset_uid = wire.sniff_dataset(msg.data, req.transfer_syntax)
         if problem is not None:
             self._violation(ViolationKind.WRONG_TRANSFER_SYNTAX, problem, req.message_id)
-        if decision.stall_seconds > 0 and scp._stop_event.wait(decision.stall_seconds):
-            self._store_ended_without_answer(msg, "interrupted", complete=True)
-            self._end("aborted", "server stopped", abort=True)
-            return False
+        if decision.stall_seconds > 0:
+            cut_short = self._stall(decision.stall_seconds)
+            if cut_short == "stopped":
+                self._store_ended_without_answer(msg, "interrupted", complete=True)
+                self._end("aborted", "server stopped", abort=True)
+                return False
+            if cut_short == "peer":
+                # The SCU gave up waiting (its DIMSE timeout): it aborted or closed. No
+                # answer is journaled; the read loop sees how the association ended.
+                self._store_ended_without_answer(msg, "interrupted", complete=True)
+                return True
         action = decision.action
         answers = action.name in ("accept", "respond", "warn", "fail")
         store = self._make_store(msg, action.status if answers else None, action, True)
