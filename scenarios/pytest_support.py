@@ -5,7 +5,7 @@ Parametrise a test over a folder of scenario files::
     import pytest
     import scenarios
 
-    @pytest.mark.parametrize("scenario_file", scenarios.pytest_params("tests/scenarios"))
+    @pytest.mark.parametrize("scenario_file", scenarios.pytest_params("tests/scenario_files"))
     def test_scenario(scenario_file):
         scenarios.run(scenario_file).raise_for_failure()
 
