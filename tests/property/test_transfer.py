@@ -13,6 +13,8 @@ it all, as SPEC says.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from typing import Any, ClassVar
 
 import pytest
@@ -81,6 +83,9 @@ class TransferMachine(RuleBasedStateMachine):
     @initialize(
         policy=st.sampled_from(sorted(POLICIES)),
         options=ms.scu_options(
+            # concurrency 1 about half the time: only there are fail_fast, rejections
+            # and nth rules exact
+            concurrency=st.one_of(st.just(1), st.integers(1, 4)),
             dimse_timeout=DIMSE_TIMEOUT,
             forced_syntax=st.one_of(st.none(), st.none(), ms.transfer_syntaxes()),
         ),
@@ -88,6 +93,11 @@ class TransferMachine(RuleBasedStateMachine):
     def configure(self, policy: str, options: dict[str, Any]) -> None:
         if options["concurrency"] > 1:
             options["fail_fast"] = False  # which entries fail_fast spares is then a race
+            if options["transfer_syntax"] == TS["JPEG2000Lossless"]:
+                # Open scu bug, pinned by test_concurrent_jpeg2000_conversions_do_not_crash:
+                # concurrent JPEG 2000 encoding can kill the whole pytest process. Drop this
+                # exclusion when that test passes.
+                options["transfer_syntax"] = None
         self.options = options
         self.model_options = Options(
             options["transfer_syntax"],
@@ -248,4 +258,41 @@ def test_transfers_keep_the_contract(mock_scp_factory: Any) -> None:
     run_state_machine_as_test(
         Machine,
         settings=settings(profile_settings(150), stateful_step_count=15),
+    )
+
+
+# Found by this machine under the dev profile: the process died with SIGSEGV while two
+# workers converted to JPEG 2000 at once. pylibjpeg-openjpeg's encoder is not thread-safe
+# (plain threads calling openjpeg.utils.encode_array crash it too), so concurrent
+# conversions must be serialized. Run in a child process: a segfault would kill pytest.
+_CONCURRENT_J2K = """
+import sys
+from mock_scp import MockScp, datagen
+from scu import StoreScu
+files = [datagen.make_bytes(rows=64, columns=64, seed=i) for i in range(24)]
+with MockScp() as scp:
+    for _ in range(40):  # the crash is a race: give it many chances
+        scu = StoreScu(scp.addr, transfer_syntax="JPEG2000Lossless", concurrency=4)
+        for i, data in enumerate(files):
+            scu.add_file_from_memory(data, f"f{i}")
+        result = scu.send()
+        assert (result.successful, result.failed) == (24, 0), result.files
+print("ok")
+"""
+
+
+# Not strict: the crash is a race, near certain on an idle machine (40 of 40 rounds
+# here) but rarer when the cores are busy. Once scu serializes the encoder, drop the
+# marker and this becomes the regression test.
+@pytest.mark.xfail(
+    strict=False,
+    reason="scu bug: concurrent JPEG 2000 encoding (pylibjpeg-openjpeg is not thread-safe) "
+    "segfaults the sending process with concurrency > 1",
+)
+def test_concurrent_jpeg2000_conversions_do_not_crash() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _CONCURRENT_J2K], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", (
+        f"exit {done.returncode}: {done.stderr[-2000:]}"
     )
