@@ -169,13 +169,16 @@ class ScpPolicy:
 
     @classmethod
     def of(cls, accepted: Mapping[str, Collection[str]]) -> ScpPolicy:
+        """From a mapping SOP class -> accepted syntaxes (empty collections dropped)."""
         return cls(tuple(sorted((k, frozenset(v)) for k, v in accepted.items() if v)))
 
     @property
     def by_sop_class(self) -> dict[str, frozenset[str]]:
+        """The policy as a dict SOP class -> accepted syntaxes."""
         return dict(self.accepted)
 
     def accepts(self, sop_class_uid: str, transfer_syntax: str) -> bool:
+        """Whether a context (SOP class, syntax) would be accepted."""
         return transfer_syntax in self.by_sop_class.get(sop_class_uid, frozenset())
 
     def mock_kwargs(self) -> dict[str, Any]:
