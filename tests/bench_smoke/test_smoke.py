@@ -81,8 +81,10 @@ def test_memory_and_scale_checks_report_figures(smoke_report: dict[str, Any]) ->
     assert scale["ratio_long_to_short"] > 0
 
 
-def test_table_renders_errors_and_figures() -> None:
+def test_table_renders_errors_and_figures(monkeypatch: pytest.MonkeyPatch) -> None:
     """The human table shows a failed run's reason instead of a figure."""
+    # bench/ is a folder of the checkout, not an installed package.
+    monkeypatch.syspath_prepend(str(ROOT))
     from bench.cli import render
 
     run = {
