@@ -48,7 +48,7 @@ from scu.planning import AssociationPlan, Refusal, plan_associations, select_con
 from scu.result import FileOutcome, PreflightItem, TransferResult
 from scu.source import Entry, EntryError, Header, read_header
 from scu.status import StatusCategory, classify, format_status
-from scu.syntaxes import DEFLATED_EXPLICIT_VR_LE, resolve_transfer_syntax
+from scu.syntaxes import DEFLATED_EXPLICIT_VR_LE, resolve_transfer_syntax, syntax_name
 
 __all__ = ["EchoResult", "StoreScu", "echo"]
 
@@ -276,11 +276,23 @@ class StoreScu:
                 except ConversionError as exc:
                     items.append(PreflightItem(entry.name, "refuse", reason=str(exc), **common))
                     continue
+            reason = None
+            if choice.convert:
+                reason = (
+                    f"{syntax_name(header.transfer_syntax)} -> "
+                    f"{syntax_name(choice.transfer_syntax)}: "
+                    + (
+                        "the transfer syntax is forced"
+                        if self.transfer_syntax is not None
+                        else "the SCP did not accept the file's own transfer syntax"
+                    )
+                )
             items.append(
                 PreflightItem(
                     entry.name,
                     "convert" if choice.convert else "accept",
                     transfer_syntax=choice.transfer_syntax,
+                    reason=reason,
                     **common,
                 )
             )
