@@ -12,6 +12,9 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# One worker runs the (module-scoped) smoke run once under `pytest -n 2 --dist loadgroup`.
+pytestmark = pytest.mark.xdist_group("bench-smoke")
+
 RUN_NAMES = {"reference", "scu-c1", "scu-c2", "scu-c4", "dcmtk-mock", "scu-mock", "pynetdicom"}
 
 
