@@ -14,6 +14,7 @@ Every failure raises :class:`ConversionError` with the reason in words.
 from __future__ import annotations
 
 import io
+import threading
 import zlib
 from typing import Any
 
@@ -37,6 +38,7 @@ from scu.syntaxes import (
 
 __all__ = ["ConversionError", "convert"]
 
+_CODEC_LOCK = threading.Lock()
 #: Syntaxes whose pixel data is native (not encapsulated): nothing to decode.
 _NATIVE = UNCOMPRESSED_SYNTAXES | {DEFLATED_EXPLICIT_VR_LE}
 #: Binary VRs whose bytes pydicom writes as they were read: they must be swapped by
@@ -139,7 +141,17 @@ def _encode_jpeg_baseline(ds: Dataset) -> None:
 
 
 def convert(entry: Entry, header: Header, target: str) -> bytes:
-    """The entry's data set encoded in ``target``, as bytes ready for the wire."""
+    """The entry's data set encoded in ``target``, as bytes ready for the wire.
+
+    Conversions run one at a time in a process: pylibjpeg-openjpeg's encoder is not
+    thread-safe (two workers encoding JPEG 2000 at once crash the interpreter), and
+    the pixel codecs hold the GIL for most of their work anyway.
+    """
+    with _CODEC_LOCK:
+        return _convert(entry, header, target)
+
+
+def _convert(entry: Entry, header: Header, target: str) -> bytes:
     source = header.transfer_syntax
     ds = _load(entry, header)
     pixels = _has_pixels(ds)

@@ -93,11 +93,6 @@ class TransferMachine(RuleBasedStateMachine):
     def configure(self, policy: str, options: dict[str, Any]) -> None:
         if options["concurrency"] > 1:
             options["fail_fast"] = False  # which entries fail_fast spares is then a race
-            if options["transfer_syntax"] == TS["JPEG2000Lossless"]:
-                # Open scu bug, pinned by test_concurrent_jpeg2000_conversions_do_not_crash:
-                # concurrent JPEG 2000 encoding can kill the whole pytest process. Drop this
-                # exclusion when that test passes.
-                options["transfer_syntax"] = None
         self.options = options
         self.model_options = Options(
             options["transfer_syntax"],
@@ -281,14 +276,8 @@ print("ok")
 """
 
 
-# Not strict: the crash is a race, near certain on an idle machine (40 of 40 rounds
-# here) but rarer when the cores are busy. Once scu serializes the encoder, drop the
-# marker and this becomes the regression test.
-@pytest.mark.xfail(
-    strict=False,
-    reason="scu bug: concurrent JPEG 2000 encoding (pylibjpeg-openjpeg is not thread-safe) "
-    "segfaults the sending process with concurrency > 1",
-)
+# The crash was a race, near certain on an idle machine (40 of 40 rounds here): scu
+# now serializes conversions, and this is the regression test.
 def test_concurrent_jpeg2000_conversions_do_not_crash() -> None:
     done = subprocess.run(
         [sys.executable, "-c", _CONCURRENT_J2K], capture_output=True, text=True, timeout=300
