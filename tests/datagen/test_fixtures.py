@@ -45,13 +45,21 @@ def test_valid_fixtures_read_back_with_distinct_uids(path: Path) -> None:
     assert len(uids) == len(list((FIXTURES / "valid").glob("*.dcm")))
 
 
+def test_bare_data_set_fixture_is_refused_by_a_strict_reader_and_sendable() -> None:
+    from scu.source import Entry, read_header
+
+    bare = FIXTURES / "no_meta" / "ct_dataset_only_implicit.dcm"
+    with pytest.raises(InvalidDicomError):
+        pydicom.dcmread(bare)
+    assert pydicom.dcmread(bare, force=True).Modality == "CT"
+    header = read_header(Entry(bare.name, path=str(bare)))
+    assert (header.has_meta, header.transfer_syntax) == (False, "1.2.840.10008.1.2")
+
+
 def test_invalid_fixtures_are_invalid_in_the_documented_way() -> None:
     bad = FIXTURES / "invalid"
     with pytest.raises(InvalidDicomError):
         pydicom.dcmread(bad / "not_dicom.dcm")
-    with pytest.raises(InvalidDicomError):
-        pydicom.dcmread(bad / "ct_dataset_only_implicit.dcm")
-    assert pydicom.dcmread(bad / "ct_dataset_only_implicit.dcm", force=True).Modality == "CT"
     truncated = (bad / "ct_truncated.dcm").read_bytes()
     assert truncated[128:132] == b"DICM"
     with pytest.raises((ValueError, EOFError, OSError)):
