@@ -4,17 +4,14 @@ and compared pixel by pixel with the original; the SOP Instance UID never change
 from __future__ import annotations
 
 import io
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filereader import read_dataset
+from pydicom.dataset import Dataset
 from pydicom.uid import (
-    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -24,6 +21,7 @@ from pydicom.uid import (
     JPEGLSLossless,
     RLELossless,
 )
+from support.wire import decode_dataset
 
 from scu.convert import ConversionError, convert
 from scu.source import Entry, read_header
@@ -42,22 +40,7 @@ def _convert(name: str, target: str, *, in_memory: bool = False) -> tuple[Datase
     path = _path(name)
     entry = Entry(name, data=Path(path).read_bytes()) if in_memory else Entry(path, path=path)
     out = convert(entry, read_header(entry), target)
-    return pydicom.dcmread(path), decode(out, target)
-
-
-def decode(data: bytes, syntax: str) -> Dataset:
-    """A data set as it went on the wire in ``syntax`` (no meta), read by pydicom."""
-    uid = UID(syntax)
-    if uid == DeflatedExplicitVRLittleEndian:
-        data = zlib.decompress(data, -zlib.MAX_WBITS)
-    ds = read_dataset(
-        io.BytesIO(data),
-        is_implicit_VR=uid == ImplicitVRLittleEndian,
-        is_little_endian=uid != ExplicitVRBigEndian,
-    )
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = uid
-    return ds
+    return pydicom.dcmread(path), decode_dataset(out, target)
 
 
 def _same_pixels(original: Dataset, converted: Dataset) -> None:
@@ -222,7 +205,9 @@ def _ct_8_bit(*, signed: bool) -> tuple[Entry, Dataset, np.ndarray]:
 
 def test_jpeg_baseline_for_8_bit_monochrome() -> None:
     entry, ds, pixels = _ct_8_bit(signed=False)
-    converted = decode(convert(entry, read_header(entry), JPEGBaseline8Bit), JPEGBaseline8Bit)
+    converted = decode_dataset(
+        convert(entry, read_header(entry), JPEGBaseline8Bit), JPEGBaseline8Bit
+    )
     assert converted.SOPInstanceUID == ds.SOPInstanceUID
     assert converted.PhotometricInterpretation == ds.PhotometricInterpretation
     assert converted.pixel_array.shape == pixels.shape
@@ -235,7 +220,7 @@ def test_jpeg_baseline_signed_8_bit_is_a_conversion_error_or_exact() -> None:
         out = convert(entry, read_header(entry), JPEGBaseline8Bit)
     except ConversionError:
         return  # refusing is fine, with a reason
-    converted = decode(out, JPEGBaseline8Bit)
+    converted = decode_dataset(out, JPEGBaseline8Bit)
     assert np.abs(converted.pixel_array.astype(int) - pixels.astype(int)).mean() < 4
 
 
@@ -294,7 +279,7 @@ def test_dataset_only_file_converts(implicit: bool, target: str) -> None:
     entry = Entry("bare.dcm", data=buffer.getvalue())
     header = read_header(entry)
     assert not header.has_meta
-    converted = decode(convert(entry, header, target), target)
+    converted = decode_dataset(convert(entry, header, target), target)
     assert converted.SOPInstanceUID == ds.SOPInstanceUID
     np.testing.assert_array_equal(converted.pixel_array, expected)
 
@@ -331,11 +316,11 @@ def _planar_rgb() -> tuple[Entry, np.ndarray]:
 @pytest.mark.parametrize("target", [ImplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless])
 def test_planar_rgb_converts_losslessly(target: str) -> None:
     entry, expected = _planar_rgb()
-    converted = decode(convert(entry, read_header(entry), target), target)
+    converted = decode_dataset(convert(entry, read_header(entry), target), target)
     np.testing.assert_array_equal(converted.pixel_array, expected)
 
 
 def test_planar_rgb_to_rle_keeps_pixels() -> None:
     entry, expected = _planar_rgb()
-    converted = decode(convert(entry, read_header(entry), RLELossless), RLELossless)
+    converted = decode_dataset(convert(entry, read_header(entry), RLELossless), RLELossless)
     np.testing.assert_array_equal(converted.pixel_array, expected)

@@ -4,19 +4,14 @@ with the same SOP Instance UID. Silent corruption is the one outcome never allow
 
 from __future__ import annotations
 
-import io
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filereader import read_dataset
 from pydicom.uid import (
     UID,
-    DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -24,6 +19,7 @@ from pydicom.uid import (
     JPEGLSLossless,
     RLELossless,
 )
+from support.wire import decode_dataset
 
 from scu.convert import ConversionError, convert
 from scu.source import Entry, read_header
@@ -50,20 +46,6 @@ _TARGETS = [
     JPEG2000Lossless,
     JPEGLSLossless,
 ]
-
-
-def _decode(data: bytes, syntax: str) -> Dataset:
-    uid = UID(syntax)
-    if uid == DeflatedExplicitVRLittleEndian:
-        data = zlib.decompress(data, -zlib.MAX_WBITS)
-    ds = read_dataset(
-        io.BytesIO(data),
-        is_implicit_VR=uid == ImplicitVRLittleEndian,
-        is_little_endian=uid != ExplicitVRBigEndian,
-    )
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = uid
-    return ds
 
 
 def _path(name: str) -> str:
@@ -100,7 +82,7 @@ def test_conversion_is_exact_or_refused(name: str, target: str) -> None:
         assert str(exc)  # refused, with a reason: allowed
         return
     original = pydicom.dcmread(path)
-    converted = _decode(out, target)
+    converted = decode_dataset(out, target)
     assert converted.SOPInstanceUID == original.SOPInstanceUID
     expected, actual = original.pixel_array, converted.pixel_array
     assert actual.shape == expected.shape
@@ -121,5 +103,5 @@ def test_every_source_converts_to_the_fallback_syntaxes(name: str, target: str) 
     path = _path(name)
     entry = Entry(name, path=path)
     header = read_header(entry)
-    converted = _decode(convert(entry, header, target), target)
+    converted = decode_dataset(convert(entry, header, target), target)
     np.testing.assert_array_equal(converted.pixel_array, pydicom.dcmread(path).pixel_array)
