@@ -22,7 +22,7 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from scu import syntaxes as wire_ts
@@ -84,44 +84,71 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class Payload:
-    """A data set to send: bytes in memory, or ``length`` bytes of a file from ``offset``."""
+    """A data set to send: bytes in memory, or bytes of a file from ``offset``;
+    ``length`` counts every byte that goes on the wire, ``padding`` (sent last) included."""
 
     data: bytes | memoryview | None = None
     path: str | None = None
     offset: int = 0
     length: int = 0
+    padding: bytes = b""
 
     @classmethod
     def from_bytes(cls, data: bytes | memoryview) -> Payload:
         return cls(data=data, length=len(data))
 
+    def padded(self, padding: bytes) -> Payload:
+        """The same data set with ``padding`` appended on the wire."""
+        return replace(self, length=self.length + len(padding), padding=self.padding + padding)
+
     def chunks(self, buffer: bytearray) -> Iterator[memoryview]:
+        """The bytes to send, in chunks of ``len(buffer)`` (the last one shorter), the
+        padding inside the last chunk: chunk sizes never depend on how the kernel
+        happened to split a read, so PDV fragments stay even-sized."""
         if self.data is not None:
             view = memoryview(self.data)
-            for start in range(0, len(view), CHUNK_SIZE):
-                yield view[start : start + CHUNK_SIZE]
+            for start in range(0, len(view), len(buffer)):
+                piece = view[start : start + len(buffer)]
+                if self.padding and start + len(buffer) >= len(view):
+                    piece = memoryview(bytes(piece) + self.padding)
+                yield piece
+            if not view and self.padding:
+                yield memoryview(self.padding)
             return
         assert self.path is not None
-        remaining = self.length
+        remaining = self.length - len(self.padding)
         view = memoryview(buffer)
         try:
             handle = open(self.path, "rb", buffering=0)
         except OSError as exc:
             raise SourceError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
+        padded = not self.padding
         with handle:
             handle.seek(self.offset)
             while remaining > 0:
-                want = min(remaining, len(view))
-                try:
-                    got = handle.readinto(view[:want])
-                except OSError as exc:
-                    raise SourceError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
-                if not got:
-                    raise SourceError(
-                        f"{self.path} ended {remaining} bytes early (changed after it was queued?)"
-                    )
-                remaining -= got
-                yield view[:got]
+                last = remaining <= len(view) - len(self.padding)
+                want = remaining if last else len(view)
+                filled = 0
+                while filled < want:
+                    try:
+                        got = handle.readinto(view[filled:want])
+                    except OSError as exc:
+                        message = f"cannot read {self.path}: {exc.strerror or exc}"
+                        raise SourceError(message) from exc
+                    if not got:
+                        raise SourceError(
+                            f"{self.path} ended {remaining - filled} bytes early "
+                            "(changed after it was queued?)"
+                        )
+                    filled += got
+                remaining -= filled
+                if last and not padded:
+                    view[filled : filled + len(self.padding)] = self.padding
+                    filled += len(self.padding)
+                    padded = True
+                yield view[:filled]
+        if not padded:  # the data filled its last chunk exactly
+            yield memoryview(self.padding)
 
 
 class SourceError(Exception):
@@ -174,10 +201,10 @@ class Association:
         self.state = State.ESTABLISHED
         peer_max = accept.max_pdu_length
         # A PDV item takes 6 bytes of the PDU's length; open() refuses a smaller maximum.
-        self.max_pdv_data = (peer_max - 6) if peer_max else UNLIMITED_PDV
+        # Even, so that no data set fragment has an odd length (DCMTK refuses those).
+        self.max_pdv_data = ((peer_max - 6) & ~1) if peer_max else UNLIMITED_PDV
         self._next_message_id = 1
         self._chunk = bytearray(CHUNK_SIZE)
-        self._header = bytearray(6)
         self._scatter = hasattr(sock, "sendmsg") and not isinstance(sock, ssl.SSLSocket)
         self._poller = select.poll()
         self._poller.register(sock, select.POLLIN)
@@ -399,13 +426,9 @@ class Association:
                 "-> C-STORE-RQ id=%d %s (%d bytes, context %d)",
                 message_id, sop_instance_uid, payload.length, context_id,
             )  # fmt: skip
-        try:
-            self._send_message(context_id, command, payload)
-        except OSError as exc:
-            raise self._broken("while sending the data set", exc) from exc
-        response = self._await_response(context_id, message_id, wire.C_STORE_RSP)
-        self._move(State.ESTABLISHED)
-        return response
+        return self._exchange(
+            context_id, message_id, command, payload, wire.C_STORE_RSP, "the data set"
+        )
 
     def echo(self) -> wire.Command:
         context = next(
@@ -420,11 +443,26 @@ class Association:
             raise ProtocolError("the SCP did not accept the Verification SOP Class")
         self._move(State.STORING)
         message_id = self._message_id()
+        command = wire.encode_echo_rq(message_id)
+        return self._exchange(
+            context.context_id, message_id, command, None, wire.C_ECHO_RSP, "C-ECHO-RQ"
+        )
+
+    def _exchange(
+        self,
+        context_id: int,
+        message_id: int,
+        command: bytes,
+        payload: Payload | None,
+        expected: int,
+        what: str,
+    ) -> wire.Command:
+        """Send a request (state STORING) and read its response, back to ESTABLISHED."""
         try:
-            self._send_message(context.context_id, wire.encode_echo_rq(message_id), None)
+            self._send_message(context_id, command, payload)
         except OSError as exc:
-            raise self._broken("while sending C-ECHO-RQ", exc) from exc
-        response = self._await_response(context.context_id, message_id, wire.C_ECHO_RSP)
+            raise self._broken(f"while sending {what}", exc) from exc
+        response = self._await_response(context_id, message_id, expected)
         self._move(State.ESTABLISHED)
         return response
 

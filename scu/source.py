@@ -21,7 +21,6 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from scu.syntaxes import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE
 
@@ -371,7 +370,3 @@ def _inflate(buf: Buffer, offset: int) -> bytes:
         return zlib.decompress(bytes(buf[offset:]), -zlib.MAX_WBITS)
     except zlib.error as exc:
         raise EntryError(f"corrupt deflated data set: {exc}") from None
-
-
-def entry_name(path: Path | str) -> str:
-    return os.fspath(path)

@@ -465,10 +465,11 @@ class _Transfer:
     def _start_event(self) -> TransferStarted:
         return TransferStarted("Transfer started", self.total)
 
-    def _close_leftovers(self, emit: Callable[[int | None, Event], None]) -> None:
+    def _close_leftovers(self) -> None:
+        """Close any entry a worker failed to close (a bug): invariant 2 holds anyway."""
         for index, outcome in enumerate(self.outcomes):
             if outcome is None:
-                emit(
+                self.dispatch(
                     index, self._error_event(index, "internal error: the entry was never processed")
                 )
 
@@ -486,7 +487,7 @@ class _Transfer:
         try:
             self._worker(self.dispatch)
         finally:
-            self._close_leftovers(self.dispatch)
+            self._close_leftovers()
             self.dispatch(None, self._completed_event())
 
     def run_threads(self) -> None:
@@ -502,18 +503,15 @@ class _Transfer:
                 else:
                     self.dispatch(*item)
         except BaseException:
-            self._cancelled = True
-            for worker in workers:
-                worker.join()
+            self._cancelled = True  # workers stop at their next entry; joined below
             raise
         finally:
-            for worker in workers:
-                worker.join()
+            _join_all(workers)
             while not events.empty():
                 item = events.get()
                 if item is not _DONE:
                     self.dispatch(*item)
-            self._close_leftovers(self.dispatch)
+            self._close_leftovers()
             self.dispatch(None, self._completed_event())
 
     async def run_async(self) -> None:
@@ -544,7 +542,7 @@ class _Transfer:
                 item = events.get_nowait()
                 if item is not _DONE:
                     self.dispatch(*item)
-            self._close_leftovers(self.dispatch)
+            self._close_leftovers()
             self.dispatch(None, self._completed_event())
 
     def _start_workers(
@@ -724,8 +722,7 @@ class _Transfer:
         if deflated and payload.length % 2 and not choice.convert:
             # PS3.5 A.5: a deflated stream of odd length is padded with one null byte
             # (files on disk often are not; DCMTK aborts on the odd fragment).
-            with entry.buffer() as buf:
-                payload = Payload.from_bytes(bytes(buf[header.dataset_offset :]) + b"\x00")
+            payload = payload.padded(b"\x00")
         emit(index, FileSending(
             "Sending file", entry.name, header.sop_instance_uid, header.sop_class_uid
         ))  # fmt: skip
