@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from mock_scp import MockScp
     from mock_scp.journal import AssociationRecord, ReceivedStore
+    from mock_scp.rules import StoreRequest
 
 __all__ = ["main", "register_serve", "run_serve", "summary"]
 
@@ -165,6 +166,22 @@ class _Reporter:
                 {"event": f"association-{ended}", **_association_dict(record, contexts=False)},
             )
 
+    def request(self, request: StoreRequest) -> None:
+        """A C-STORE-RQ has arrived (its data set, stall and answer are still to come)."""
+        self.emit(
+            f"store {request.nth} started (association {request.association_id}, message "
+            f"{request.message_id}): {_uid_name(request.sop_class_uid)} "
+            f"{request.sop_instance_uid}",
+            {
+                "event": "store-started",
+                "nth": request.nth,
+                "association_id": request.association_id,
+                "message_id": request.message_id,
+                "sop_class_uid": request.sop_class_uid,
+                "sop_instance_uid": request.sop_instance_uid,
+            },
+        )
+
     def _store(self, store: ReceivedStore) -> None:
         answer = (
             f"status {_status_text(store.status)} ({store.action})"
@@ -289,6 +306,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     reporter = _Reporter(out, args.json)
     scp.add_listener(reporter)
+    scp.add_request_listener(reporter.request)
 
     stop = threading.Event()
 

@@ -145,11 +145,13 @@ def test_json_lines_and_sigint_summary() -> None:
     events = [json.loads(line) for line in lines[1:]]  # every line after the first is JSON
     assert [e["event"] for e in events] == [
         "association-opened",
+        "store-started",
         "store",
         "association-released",
         "summary",
     ]
-    opened, store, _, summary = events
+    opened, started, store, _, summary = events
+    assert (started["nth"], started["sop_instance_uid"]) == (1, store["sop_instance_uid"])
     assert opened["called_ae_title"] == "PACS" and opened["calling_ae_title"] == "STORESCU"
     assert opened["accepted_contexts"]
     assert store["sop_instance_uid"] == pydicom.dcmread(CT).SOPInstanceUID
@@ -307,6 +309,9 @@ expect:
                 assert line, f"storescu ended early: {log}"
                 log.append(line)
             server.wait_for("association 1 opened")
+            # storescu logs "Sending Store Request" before the bytes leave; the server's
+            # own line says the request has arrived.
+            server.wait_for("store 1 started")
             code, lines, err = server.stop(signal.SIGTERM)
             sender_out = "".join(log) + sender.communicate(timeout=WAIT)[1]
         finally:
