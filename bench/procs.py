@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DCMTK_DIRS = ("/usr/bin", "/usr/local/bin", "/bin")
+from tests.support.programs import dcmtk_env, find_dcmtk
+from tests.support.programs import free_port as _free_port
+
 PDU = 16384
 HOST = "127.0.0.1"
 
@@ -31,47 +32,18 @@ class BenchError(RuntimeError):
     sender that failed): reported in the table instead of a figure."""
 
 
-_dcmtk_cache: dict[str, str] = {}
-
-
 def dcmtk_tool(name: str) -> str:
-    """Absolute path of a DCMTK program; pynetdicom's console scripts of the same name
-    shadow DCMTK's on PATH, so each candidate is confirmed by its version banner."""
-    if name in _dcmtk_cache:
-        return _dcmtk_cache[name]
-    candidates = [str(Path(d) / name) for d in DCMTK_DIRS]
-    found = shutil.which(name)
-    if found:
-        candidates.append(found)
-    for path in candidates:
-        if not os.access(path, os.X_OK):
-            continue
-        try:
-            banner = subprocess.run(
-                [path, "--version"], capture_output=True, text=True, timeout=10
-            ).stdout
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if "dcmtk" in banner.lower():
-            _dcmtk_cache[name] = path
-            return path
-    raise BenchError(f"DCMTK program {name!r} not found (apt-get install dcmtk)")
+    """Absolute path of a DCMTK program (looked up as the test suites do)."""
+    path = find_dcmtk(name)
+    if path is None:
+        raise BenchError(f"DCMTK program {name!r} not found (apt-get install dcmtk)")
+    return path
 
 
 def free_port() -> int:
     """A port the kernel just handed out, for DCMTK storescp (which cannot bind port 0
     and report it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def dcmtk_env() -> dict[str, str]:
-    """Debian's DCMTK leaves Nagle on unless told: without this every figure collapses
-    to 1-2% of what the programs can do."""
-    env = dict(os.environ)
-    env["TCP_NODELAY"] = "1"
-    return env
+    return _free_port(HOST)
 
 
 def child_env() -> dict[str, str]:

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 from pydicom.data import get_testdata_file
-from support.dcmtk import StoreScp, storescp_starter
-from support.tools import free_port
 
 from scu import cli
 from scu.cli import ProgressBar, main
+from tests.support.dcmtk import StoreScp, storescp_starter
+from tests.support.tools import free_port
 
 StoreScpFactory = Callable[..., StoreScp]
 

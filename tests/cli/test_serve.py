@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from support.tools import dcmtk_env, dcmtk_tool
+
+from tests.support.tools import dcmtk_env, dcmtk_tool
 
 pytestmark = pytest.mark.interop
 

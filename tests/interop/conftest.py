@@ -9,9 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from interop.helpers import CorpusFile, storage_corpus
-from support.dcmtk import storescp_factory  # noqa: F401  (fixture)
-from support.orthanc import Orthanc, run_orthanc
+
+from tests.interop.helpers import CorpusFile, storage_corpus
+from tests.support.dcmtk import storescp_factory
+from tests.support.mock_peers import h, scp, scp_factory
+from tests.support.orthanc import Orthanc, run_orthanc
+
+__all__ = ["h", "scp", "scp_factory", "storescp_factory"]  # fixtures defined elsewhere
 
 
 @pytest.fixture(scope="session")

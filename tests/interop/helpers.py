@@ -11,11 +11,11 @@ from functools import cache
 from typing import Any
 
 import pydicom
-from integration.scu.helpers import Recorder
 from pydicom.data import get_testdata_files
 from pynetdicom import AllStoragePresentationContexts
 
 from scu import StoreScu, TransferResult
+from tests.support.recorder import Recorder
 
 STORAGE_SOP_CLASSES = frozenset(str(c.abstract_syntax) for c in AllStoragePresentationContexts)
 

@@ -18,22 +18,9 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
-from interop.helpers import (
-    DAMAGED,
-    DCMTK_CANNOT_PARSE,
-    CorpusFile,
-    Recorder,
-    assert_reasons,
-    healthy,
-    send,
-)
-from interop.proxy import run_proxy
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import UID
-from support.dcmtk import StoreScp, write_profile
-from support.orthanc import Orthanc, run_orthanc
-from support.tools import free_port
 
 from scu import (
     AssociationRejected,
@@ -42,6 +29,19 @@ from scu import (
     TransferResult,
     echo,
 )
+from tests.interop.helpers import (
+    DAMAGED,
+    DCMTK_CANNOT_PARSE,
+    CorpusFile,
+    Recorder,
+    assert_reasons,
+    healthy,
+    send,
+)
+from tests.interop.proxy import run_proxy
+from tests.support.dcmtk import StoreScp, write_profile
+from tests.support.orthanc import Orthanc, run_orthanc
+from tests.support.tools import free_port
 
 pytestmark = pytest.mark.interop
 

@@ -4,10 +4,9 @@ recorder, and the checks of SPEC's invariants against the model and the SCP jour
 from __future__ import annotations
 
 import io
-import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -15,8 +14,9 @@ import pydicom
 
 from mock_scp import datagen
 from mock_scp.strategies import FileSpec, make_bytes, status_kind
-from property.model import SENT_FATES, UNSENT_FATES, Entry, Fate, Prediction
-from scu import FileError, FileSending, FileSent, TransferCompleted, TransferResult, TransferStarted
+from scu import FileSending, FileSent, TransferResult
+from tests.property.model import SENT_FATES, UNSENT_FATES, Entry, Fate, Prediction
+from tests.support.recorder import Recorder
 
 #: Kinds of unreadable entries, each made from a seed.
 UNREADABLE_KINDS: dict[str, Callable[[int], bytes]] = {
@@ -64,89 +64,11 @@ class Queued:
         return cls(Entry(name, readable=False), UNREADABLE_KINDS[kind](seed))
 
 
-#: Callback names, as in ``send(on_transfer_started=..., on_file_sending=..., ...)``.
-CALLBACK_KINDS = ("started", "sending", "sent", "error", "completed")
-_EVENT_KINDS = {
-    TransferStarted: "started",
-    FileSending: "sending",
-    FileSent: "sent",
-    FileError: "error",
-    TransferCompleted: "completed",
-}
-
-
-@dataclass
-class Recorder:
-    """Records every callback with the thread it ran on; notices a callback that starts
-    while another is still running (callbacks must never run concurrently). With
-    ``raise_in``, that callback raises after recording (``raised`` counts how often)."""
-
-    raise_in: str | None = None
-    caller: int = field(default_factory=threading.get_ident)
-    events: list[Any] = field(default_factory=list)
-    threads: set[int] = field(default_factory=set)
-    overlapped: bool = False
-    raised: int = 0
-    _inside: bool = False
-
-    def _record(self, event: Any) -> None:
-        if self._inside:
-            self.overlapped = True
-        self._inside = True
-        try:
-            self.threads.add(threading.get_ident())
-            self.events.append(event)
-        finally:
-            self._inside = False
-        if _EVENT_KINDS[type(event)] == self.raise_in:
-            self.raised += 1
-            raise RuntimeError(f"deliberate failure in the {self.raise_in} callback")
-
-    def callbacks(self) -> dict[str, Callable[[Any], None]]:
-        def name(kind: str) -> str:
-            return f"on_transfer_{kind}" if kind in ("started", "completed") else f"on_file_{kind}"
-
-        return {name(kind): self._record for kind in CALLBACK_KINDS}
-
-
 def check_grammar(
     rec: Recorder, result: TransferResult, names: Sequence[str], *, in_order: bool
 ) -> None:
-    """SPEC invariants 1-5 from the recorded callbacks and the returned result."""
-    events = rec.events
-    assert rec.threads <= {rec.caller}, "a callback ran on another thread than send()'s"
-    assert not rec.overlapped, "two callbacks ran at the same time"
-    assert events and isinstance(events[0], TransferStarted), f"first event: {events[:1]}"
-    assert isinstance(events[-1], TransferCompleted), f"last event: {events[-1:]}"
-    assert sum(isinstance(e, TransferStarted) for e in events) == 1
-    assert sum(isinstance(e, TransferCompleted) for e in events) == 1
-    started, completed = events[0], events[-1]
-    assert started.total_files == completed.total_files == result.total_files == len(names)
-    assert (completed.successful, completed.failed) == (result.successful, result.failed)
-    assert result.successful + result.failed == result.total_files == len(result.files)
-    assert [o.file for o in result.files] == list(names), "files not one per entry in queue order"
-    terminal = [e for e in events if isinstance(e, FileSent | FileError)]
-    assert Counter(e.file for e in terminal) == Counter(names), (
-        "not exactly one terminal event each"
-    )
-    sending = [e.file for e in events if isinstance(e, FileSending)]
-    assert len(sending) == len(set(sending)), "on_file_sending twice for an entry"
-    for name in sending:
-        first_sending = next(
-            i for i, e in enumerate(events) if isinstance(e, FileSending) and e.file == name
-        )
-        end = next(
-            i
-            for i, e in enumerate(events)
-            if isinstance(e, FileSent | FileError) and e.file == name
-        )
-        assert first_sending < end, f"{name}: on_file_sending after its terminal event"
-    for outcome in result.files:
-        event = next(e for e in terminal if e.file == outcome.file)
-        assert isinstance(event, FileSent) == outcome.ok
-    if in_order:
-        assert [e.file for e in terminal] == list(names), "concurrency 1 left queue order"
-        assert sending == [n for n in names if n in set(sending)]
+    """The transfer invariants from the recorded callbacks and the returned result."""
+    rec.check_invariants(result, names, in_order=in_order)
 
 
 def check_against_model(

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from mock_scp import strategies as ms
 from mock_scp.strategies import ScpPolicy, StoreRule
-from property.model import (
+from tests.property.model import (
     EXPLICIT,
     IMPLICIT,
     Codecs,
@@ -20,7 +20,7 @@ from property.model import (
     predict,
     proposed_contexts,
 )
-from property.profiles import profile_settings
+from tests.property.profiles import profile_settings
 
 CT = ms.SOP_CLASSES["CTImageStorage"]
 MR = ms.SOP_CLASSES["MRImageStorage"]

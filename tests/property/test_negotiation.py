@@ -16,10 +16,11 @@ from hypothesis import strategies as st
 from mock_scp import MockScp
 from mock_scp import strategies as ms
 from mock_scp.strategies import FileSpec, ScpPolicy
-from property.harness import Queued, Recorder, check_against_model, check_grammar, check_journal
-from property.model import Codecs, Fate, Options, Prediction, Scp, predict
-from property.profiles import profile_settings
 from scu import StoreScu
+from tests.property.harness import Queued, check_against_model, check_grammar, check_journal
+from tests.property.model import Codecs, Fate, Options, Prediction, Scp, predict
+from tests.property.profiles import profile_settings
+from tests.support.recorder import Recorder
 
 CODECS = Codecs.installed()
 SOPS = ms.SOP_CLASSES
@@ -91,7 +92,7 @@ def test_negotiated_syntax_and_context_match_the_model(
         scp.wait_idle(5)
         scp.reset()
         rec = Recorder()
-        result = scu.send(**rec.callbacks())
+        result = scu.send(**rec.callbacks)
         scp.wait_idle(5)
         check_grammar(rec, result, [q.entry.name for q in queued], in_order=True)
         check_against_model(rec, result, queued, predicted)

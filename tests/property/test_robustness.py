@@ -17,9 +17,10 @@ from hypothesis import given, note
 from mock_scp import datagen
 from mock_scp import strategies as ms
 from mock_scp.strategies import status_kind
-from property.harness import Recorder, check_grammar
-from property.profiles import profile_settings
 from scu import FileSending, StoreScu
+from tests.property.harness import check_grammar
+from tests.property.profiles import profile_settings
+from tests.support.recorder import Recorder
 
 CONTROL = datagen.make_bytes(
     sop_class="CTImageStorage", size=256, seed=7, sop_instance_uid="2.25.777"
@@ -37,7 +38,7 @@ def test_damaged_bytes_end_in_one_clear_outcome(mock_scp_factory: Any, data: byt
     scu.add_file_from_memory(data, "damaged.dcm")
     scu.add_file_from_memory(CONTROL, "control.dcm")
     rec = Recorder()
-    result = scu.send(**rec.callbacks())
+    result = scu.send(**rec.callbacks)
     scp.wait_idle(5)
     damaged, control = result.files
     note(f"damaged: {damaged}")
@@ -71,7 +72,7 @@ def test_non_ascii_transfer_syntax_uid_in_meta_fails_only_that_entry(mock_scp_fa
     scu.add_file_from_memory(_with_bad_transfer_syntax_uid(), "damaged.dcm")
     scu.add_file_from_memory(CONTROL, "control.dcm")
     rec = Recorder()
-    result = scu.send(**rec.callbacks())
+    result = scu.send(**rec.callbacks)
     check_grammar(rec, result, ["damaged.dcm", "control.dcm"], in_order=True)
     damaged, control = result.files
     assert not damaged.ok and damaged.error and "internal error" not in damaged.error

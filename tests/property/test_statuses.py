@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 
 from mock_scp import strategies as ms
 from mock_scp.strategies import FileSpec, ScpPolicy, StoreRule
-from property.harness import Queued, Recorder, check_against_model, check_grammar, check_journal
-from property.model import Codecs, Options, Scp, predict
-from property.profiles import profile_settings
 from scu import StoreScu
+from tests.property.harness import Queued, check_against_model, check_grammar, check_journal
+from tests.property.model import Codecs, Options, Scp, predict
+from tests.property.profiles import profile_settings
+from tests.support.recorder import Recorder
 
 CT = ms.SOP_CLASSES["CTImageStorage"]
 EXPLICIT = ms.UNCOMPRESSED_SYNTAXES["ExplicitVRLittleEndian"]
@@ -61,7 +62,7 @@ def test_each_status_counts_as_spec_says(
     for q in queued:
         scu.add_file_from_memory(q.data, q.entry.name)
     rec = Recorder()
-    result = scu.send(**rec.callbacks())
+    result = scu.send(**rec.callbacks)
     assert scp.wait_idle(5)
     check_grammar(rec, result, [q.entry.name for q in queued], in_order=True)
     check_against_model(rec, result, queued, predicted)

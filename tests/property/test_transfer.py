@@ -30,18 +30,17 @@ from hypothesis.stateful import (
 
 from mock_scp import strategies as ms
 from mock_scp.strategies import Action, FileSpec, ScpPolicy, StoreRule
-from property.harness import (
-    CALLBACK_KINDS,
+from scu import AssociationRejected, CallbackError, StoreScu
+from tests.property.harness import (
     UNREADABLE_KINDS,
     Queued,
-    Recorder,
     check_against_model,
     check_grammar,
     check_journal,
 )
-from property.model import Codecs, Options, Scp, order_independent, predict
-from property.profiles import profile_settings
-from scu import AssociationRejected, CallbackError, StoreScu
+from tests.property.model import Codecs, Options, Scp, order_independent, predict
+from tests.property.profiles import profile_settings
+from tests.support.recorder import CALLBACK_KINDS, Recorder
 
 DIMSE_TIMEOUT = 0.3
 STALL = 0.8  # well past the SCU's DIMSE timeout, short enough to keep the suite quick
@@ -216,7 +215,7 @@ class TransferMachine(RuleBasedStateMachine):
         for item in self.queued:
             scu.add_file_from_memory(item.data, item.entry.name)
         rec = Recorder(raise_in=raising)
-        callbacks = rec.callbacks()
+        callbacks = rec.callbacks
         try:
             if how == "send":
                 result = scu.send(**callbacks)

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
-from support.dcmtk import StoreScp, run_storescp
 
 from scu import StoreScu
+from tests.support.dcmtk import StoreScp, run_storescp
 
 pytestmark = [pytest.mark.soak, pytest.mark.interop]
 

@@ -26,7 +26,7 @@ import psutil
 import pydicom
 import pytest
 
-from support.tools import dcmtk_env, dcmtk_tool, free_port
+from tests.support.tools import dcmtk_env, dcmtk_tool, free_port
 
 __all__ = [
     "ServerProcess",

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from support.dcmtk import ServerProcess, spawn
-from support.tools import free_port, orthanc_binary
+from tests.support.dcmtk import ServerProcess, spawn
+from tests.support.tools import free_port, orthanc_binary
 
 __all__ = ["Orthanc", "OrthancStartError", "orthanc_config", "run_orthanc"]
 
