@@ -6,6 +6,7 @@
 >>> result = sender.send(on_file_sent=lambda ev: print(ev.sop_instance_uid))  # doctest: +SKIP
 """
 
+from scu.echo import EchoResult, echo
 from scu.errors import (
     AssociationError,
     AssociationRejected,
@@ -17,10 +18,10 @@ from scu.errors import (
     TransportError,
 )
 from scu.events import FileError, FileSending, FileSent, TransferCompleted, TransferStarted
+from scu.protocol.status import StatusCategory, classify, describe
+from scu.protocol.uids import resolve_transfer_syntax
 from scu.result import FileOutcome, PreflightItem, TransferResult
-from scu.status import StatusCategory, classify, describe
-from scu.store import EchoResult, StoreScu, echo
-from scu.syntaxes import resolve_transfer_syntax
+from scu.store import StoreScu
 
 __all__ = [
     "AssociationError",

@@ -42,8 +42,8 @@ from scu import (
     TransferStarted,
     echo,
 )
-from scu.status import format_status
-from scu.syntaxes import syntax_name
+from scu.protocol.status import format_status
+from scu.protocol.uids import uid_keyword as syntax_name
 
 __all__ = [
     "EXIT_ASSOCIATION",

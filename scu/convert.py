@@ -26,17 +26,17 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import UID, JPEGBaseline8Bit
 
-from scu.source import Entry, Header
-from scu.syntaxes import (
+from scu.protocol.uids import (
     DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_BE,
     EXPLICIT_VR_LE,
     IMPLICIT_VR_LE,
     UNCOMPRESSED_SYNTAXES,
-    syntax_name,
 )
+from scu.protocol.uids import uid_keyword as syntax_name
+from scu.source import Entry, Header
 
-__all__ = ["ConversionError", "convert"]
+__all__ = ["FORCEABLE_SYNTAXES", "ConversionError", "convert"]
 
 _CODEC_LOCK = threading.Lock()
 #: Syntaxes whose pixel data is native (not encapsulated): nothing to decode.
@@ -203,3 +203,20 @@ def _convert(entry: Entry, header: Header, target: str) -> bytes:
         if len(encoded) % 2:
             encoded += b"\x00"  # PS3.5 A.5: pad the deflated stream to even length
     return encoded
+
+
+#: Syntaxes a file can be converted to, whatever it holds: the uncompressed ones, the
+#: deflated one (zlib), and the lossless encoders pydicom drives (RLE, JPEG-LS, JPEG
+#: 2000), plus JPEG Baseline through Pillow for 8-bit data. Lossy JPEG 2000 and
+#: near-lossless JPEG-LS need a quality setting StoreScu does not take; JPEG Extended
+#: and the JPEG Lossless processes have no encoder at all.
+FORCEABLE_SYNTAXES: tuple[str, ...] = (
+    EXPLICIT_VR_LE,
+    IMPLICIT_VR_LE,
+    EXPLICIT_VR_BE,
+    DEFLATED_EXPLICIT_VR_LE,
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+    str(JPEGBaseline8Bit),
+)

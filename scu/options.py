@@ -11,12 +11,13 @@ import math
 import re
 from dataclasses import dataclass
 
+from scu.protocol.ae import check_ae_title
+
 __all__ = [
     "MAX_PDU_RANGE",
     "MAX_TIMEOUT",
     "Address",
     "parse_address",
-    "validate_ae_title",
     "validate_max_pdu",
     "validate_timeout",
 ]
@@ -53,7 +54,7 @@ def parse_address(addr: str) -> Address:
     ae_title: str | None = None
     if "@" in text:
         ae_part, text = text.rsplit("@", 1)
-        ae_title = validate_ae_title(ae_part, parameter="addr (AE title before '@')")
+        ae_title = check_ae_title(ae_part, parameter="addr (AE title before '@')")
     if text.startswith("["):
         close = text.find("]")
         if close < 0 or not text[close + 1 :].startswith(":"):
@@ -79,25 +80,6 @@ def parse_address(addr: str) -> Address:
     if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
         raise ValueError(f"addr {addr!r}: port must be a number 1..65535, got {port_text!r}")
     return Address(host=host, port=int(port_text), ae_title=ae_title)
-
-
-def validate_ae_title(value: object, *, parameter: str) -> str:
-    """An AE title: 1..16 printable ASCII characters, no backslash; leading and
-    trailing spaces are not significant (PS3.5 6.2, VR AE) and are stripped."""
-    rule = "1 to 16 printable ASCII characters, no backslash or control characters"
-    if not isinstance(value, str):
-        raise ValueError(f"{parameter} must be a string ({rule}), got {value!r}")
-    bad = [c for c in value if c == "\\" or not " " <= c <= "~"]
-    if bad:
-        raise ValueError(f"{parameter} {value!r} contains {bad[0]!r}; an AE title is {rule}")
-    stripped = value.strip(" ")
-    if not stripped:
-        raise ValueError(f"{parameter} must not be empty or all spaces; an AE title is {rule}")
-    if len(stripped) > 16:
-        raise ValueError(
-            f"{parameter} {value!r} is {len(stripped)} characters long; an AE title is {rule}"
-        )
-    return stripped
 
 
 def validate_max_pdu(value: object, *, parameter: str = "max_pdu_length") -> int:

@@ -15,14 +15,19 @@ from __future__ import annotations
 
 import mmap
 import os
-import re
 import struct
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from scu.syntaxes import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE
+from scu.protocol.uids import (
+    DEFLATED_EXPLICIT_VR_LE,
+    EXPLICIT_VR_BE,
+    EXPLICIT_VR_LE,
+    IMPLICIT_VR_LE,
+    uid_problem,
+)
 
 __all__ = ["Entry", "EntryError", "Header", "read_header"]
 
@@ -44,7 +49,6 @@ _SOP_INSTANCE = (0x0008, 0x0018)
 _MAX_DEPTH = 64
 #: Files up to this size are read into memory; larger ones are memory-mapped.
 _READ_WHOLE = 256 * 1024
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
 class EntryError(Exception):
@@ -318,8 +322,11 @@ def _read_header(buf: bytes | mmap.mmap) -> Header:
         syntax = meta.get(0x0010)
         if not syntax:
             raise EntryError("file meta has no Transfer Syntax UID (0002,0010)")
-        if len(syntax) > 64 or not _UID.match(syntax):
-            raise EntryError(f"file meta Transfer Syntax UID (0002,0010) {syntax!r} is not a UID")
+        if uid_problem(syntax) is not None:
+            raise EntryError(
+                f"file meta Transfer Syntax UID (0002,0010) {syntax!r} is not a UID: "
+                f"{uid_problem(syntax)}"
+            )
     else:
         if size < 8 or buf[0:2] in (b"\x00\x00",) or not _plausible_dataset_start(buf):
             raise EntryError(
@@ -353,8 +360,9 @@ def _read_header(buf: bytes | mmap.mmap) -> Header:
     if not sop_instance:
         raise EntryError("missing SOP Instance UID (0008,0018) in the data set")
     for label, uid in (("SOP Class UID", sop_class), ("SOP Instance UID", sop_instance)):
-        if len(uid) > 64 or not _UID.match(uid):
-            raise EntryError(f"invalid {label} {uid!r} in the data set")
+        problem = uid_problem(uid)
+        if problem is not None:
+            raise EntryError(f"invalid {label} {uid!r} in the data set: {problem}")
     return Header(sop_class, sop_instance, syntax, offset, size, has_meta)
 
 

@@ -8,7 +8,8 @@ import ipaddress
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scu.options import Address, parse_address, validate_ae_title
+from scu.options import Address, parse_address
+from scu.protocol.ae import check_ae_title as validate_ae_title
 
 _FAST = settings(max_examples=80, derandomize=True, database=None, deadline=None)
 

@@ -294,7 +294,7 @@ def test_dataset_only_file_converts(implicit: bool, target: str) -> None:
     ],
 )
 def test_no_encoder_is_a_conversion_error_naming_the_syntax(target: str) -> None:
-    from scu.syntaxes import syntax_name
+    from scu.protocol.uids import uid_keyword as syntax_name
 
     with pytest.raises(ConversionError, match="cannot encode pixel data in") as info:
         _convert("MR_small.dcm", target)

@@ -12,10 +12,10 @@ from scu.options import (
     MAX_PDU_RANGE,
     Address,
     parse_address,
-    validate_ae_title,
     validate_max_pdu,
     validate_timeout,
 )
+from scu.protocol.ae import check_ae_title as validate_ae_title
 
 # --- addresses ----------------------------------------------------------------------
 
@@ -183,7 +183,9 @@ def test_validate_ae_title_rejects_naming_parameter_and_rule(value: str, fragmen
 
 @pytest.mark.parametrize("value", [None, 7, b"PACS", ["PACS"]])
 def test_validate_ae_title_rejects_non_strings(value: object) -> None:
-    with pytest.raises(ValueError, match=r"^calling_ae_title must be a string \(1 to 16"):
+    with pytest.raises(
+        ValueError, match=r"^calling_ae_title .* is not an AE title: an AE title is a string"
+    ):
         validate_ae_title(value, parameter="calling_ae_title")
 
 

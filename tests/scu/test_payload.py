@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 
-from scu.association import Association, Payload, SourceError, Timeouts
-from scu.options import Address
-from scu.wire import AssociateAccept
+from scu.association import UNLIMITED_PDV
+from scu.payload import Payload, SourceError
+from scu.protocol.pdu import max_pdv_data
 
 
 # Padding is only ever added to odd-length data (PS3.5 A.5); 64 shows the edge where
@@ -45,17 +44,6 @@ def test_a_file_shorter_than_queued_is_a_source_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("peer_max", "expected"), [(16383, 16376), (16384, 16378), (0, 1 << 20)])
 def test_data_fragments_are_even_whatever_the_peer_maximum(peer_max: int, expected: int) -> None:
-    left, right = socket.socketpair()
-    try:
-        assoc = Association(
-            left,
-            address=Address("127.0.0.1", 104),
-            accept=AssociateAccept("SCP", "SCU", peer_max),
-            negotiated=[],
-            timeouts=Timeouts(),
-        )
-        assert assoc.max_pdv_data == expected
-        assert assoc.max_pdv_data % 2 == 0
-    finally:
-        left.close()
-        right.close()
+    size = max_pdv_data(peer_max, UNLIMITED_PDV)
+    assert size == expected
+    assert size % 2 == 0

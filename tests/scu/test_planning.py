@@ -15,11 +15,35 @@ from scu.planning import (
     NegotiatedContext,
     Refusal,
     Selection,
-    plan_associations,
-    select_context,
-    sop_class_name,
+    SyntaxPolicy,
 )
-from scu.syntaxes import EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE
+from scu.planning import plan_associations as _plan_associations
+from scu.protocol.uids import EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE
+from scu.protocol.uids import describe_uid as sop_class_name
+
+
+def plan_associations(
+    needs: Sequence[tuple[str, str]],
+    *,
+    forced: str | None = None,
+    never_transcode: bool = False,
+    max_contexts: int = MAX_CONTEXTS,
+) -> list[AssociationPlan]:
+    return _plan_associations(
+        needs, SyntaxPolicy(forced, never_transcode), max_contexts=max_contexts
+    )
+
+
+def select_context(
+    negotiated: Sequence[NegotiatedContext],
+    sop_class: str,
+    file_syntax: str,
+    *,
+    forced: str | None = None,
+    never_transcode: bool = False,
+) -> Selection | Refusal:
+    return SyntaxPolicy(forced, never_transcode).select(negotiated, sop_class, file_syntax)
+
 
 # Reproducible and quick: these are unit tests, the property suite hunts harder.
 _FAST = settings(
@@ -343,20 +367,20 @@ def test_selection_properties(
     if isinstance(choice, Refusal):
         assert choice.reason
         if forced is None and not never_transcode:
-            assert not any(c.transfer_syntax in (file_syntax, ELE, ILE) for c in usable)
+            assert not any(c.accepted_syntax in (file_syntax, ELE, ILE) for c in usable)
         return
     context = by_id[choice.context_id]
     assert context.abstract_syntax == sop_class  # never another class's context
     assert context.accepted
-    assert context.transfer_syntax == choice.transfer_syntax
-    assert choice.convert == (choice.transfer_syntax != file_syntax)
+    assert context.accepted_syntax == choice.wire_syntax
+    assert choice.convert == (choice.wire_syntax != file_syntax)
     if never_transcode:
         assert not choice.convert
     if forced is not None:
-        assert choice.transfer_syntax == forced
-    elif any(c.transfer_syntax == file_syntax for c in usable):
+        assert choice.wire_syntax == forced
+    elif any(c.accepted_syntax == file_syntax for c in usable):
         assert choice == Selection(choice.context_id, file_syntax, convert=False)
     else:
-        assert choice.transfer_syntax in (ELE, ILE)
-        if any(c.transfer_syntax == ELE for c in usable):
-            assert choice.transfer_syntax == ELE
+        assert choice.wire_syntax in (ELE, ILE)
+        if any(c.accepted_syntax == ELE for c in usable):
+            assert choice.wire_syntax == ELE

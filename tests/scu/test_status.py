@@ -1,4 +1,5 @@
-"""Unit tests of scu.status: every code SPEC "Statuses" names, classified and described."""
+"""Unit tests of the status table (scu.protocol.status): every code StoreScu documents,
+classified and described."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scu.status import StatusCategory, classify, describe, format_status
+from scu.protocol.status import StatusCategory, classify, describe, format_status
 
 # Reproducible and quick: these are unit tests, the property suite hunts harder.
 _FAST = settings(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from scu import StoreScu
-from scu.syntaxes import EXPLICIT_VR_LE
+from scu.protocol.uids import EXPLICIT_VR_LE
 
 ADDR = "127.0.0.1:11112"
 

@@ -1,0 +1,84 @@
+"""A data set to send: bytes in memory or a byte range of a file, read in fixed-size
+chunks while its PDUs are written, so memory does not grow with the file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+__all__ = ["Payload", "SourceError"]
+
+
+@dataclass(frozen=True)
+class Payload:
+    """A data set to send: bytes in memory, or bytes of a file from ``offset``;
+    ``length`` counts every byte that goes on the wire, ``padding`` (sent last) included."""
+
+    data: bytes | memoryview | None = None
+    path: str | None = None
+    offset: int = 0
+    length: int = 0
+    padding: bytes = b""
+
+    @classmethod
+    def from_bytes(cls, data: bytes | memoryview) -> Payload:
+        return cls(data=data, length=len(data))
+
+    def padded(self, padding: bytes) -> Payload:
+        """The same data set with ``padding`` appended on the wire."""
+        return replace(self, length=self.length + len(padding), padding=self.padding + padding)
+
+    def chunks(self, buffer: bytearray) -> Iterator[memoryview]:
+        """The bytes to send, in chunks of ``len(buffer)`` (the last one shorter), the
+        padding inside the last chunk: chunk sizes never depend on how the kernel
+        happened to split a read, so PDV fragments stay even-sized."""
+        if self.data is not None:
+            view = memoryview(self.data)
+            for start in range(0, len(view), len(buffer)):
+                piece = view[start : start + len(buffer)]
+                if self.padding and start + len(buffer) >= len(view):
+                    piece = memoryview(bytes(piece) + self.padding)
+                yield piece
+            if not view and self.padding:
+                yield memoryview(self.padding)
+            return
+        assert self.path is not None
+        remaining = self.length - len(self.padding)
+        view = memoryview(buffer)
+        try:
+            handle = open(self.path, "rb", buffering=0)
+        except OSError as exc:
+            raise SourceError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
+        padded = not self.padding
+        with handle:
+            handle.seek(self.offset)
+            while remaining > 0:
+                last = remaining <= len(view) - len(self.padding)
+                want = remaining if last else len(view)
+                filled = 0
+                while filled < want:
+                    try:
+                        got = handle.readinto(view[filled:want])
+                    except OSError as exc:
+                        message = f"cannot read {self.path}: {exc.strerror or exc}"
+                        raise SourceError(message) from exc
+                    if not got:
+                        raise SourceError(
+                            f"{self.path} ended {remaining - filled} bytes early "
+                            "(changed after it was queued?)"
+                        )
+                    filled += got
+                remaining -= filled
+                if last and not padded:
+                    view[filled : filled + len(self.padding)] = self.padding
+                    filled += len(self.padding)
+                    padded = True
+                yield view[:filled]
+        if not padded:  # the data filled its last chunk exactly
+            yield memoryview(self.padding)
+
+
+class SourceError(Exception):
+    """The data set could not be read while it was being sent (the file changed or
+    vanished after it was queued). The association is aborted: the SCP holds half a
+    data set."""

@@ -1,0 +1,288 @@
+"""One run of ``StoreScu.send()``: the accounting, the callbacks, and the threads.
+
+A transfer runs in three steps:
+
+1. *prepare* (caller's thread): every queued entry is read and checked
+   (:func:`scu.source.read_header`) and the presentation contexts are planned
+   (:mod:`scu.planning`);
+2. *work*: one :class:`scu.worker.Worker` per association (``concurrency``) takes
+   entries in queue order from a shared :class:`scu.worker.WorkQueue` and stores them on
+   its own association, re-associating after an abort, a drop or a DIMSE timeout;
+3. *dispatch* (caller's thread): workers only *emit* ``(index, event)`` pairs; the
+   caller's thread does all the accounting and runs the callbacks, one at a time. With
+   ``concurrency=1`` and ``send()`` the worker runs inline on the caller's thread, so no
+   thread is started at all.
+
+Because accounting lives in one place and the dispatcher closes any entry that a worker
+failed to close (with an "internal error" outcome), every queued entry ends in exactly
+one ``on_file_sent`` or ``on_file_error``, whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from scu.association import Endpoint
+from scu.errors import CallbackError
+from scu.events import Event, FileError, FileSending, FileSent, TransferCompleted, TransferStarted
+from scu.planning import AssociationPlan, SyntaxPolicy, plan_associations
+from scu.result import FileOutcome, TransferResult
+from scu.source import Entry, EntryError, Header, read_header
+from scu.worker import Emit, Worker, WorkQueue, error_event
+
+__all__ = ["Callbacks", "Transfer", "plan", "safe_header"]
+
+log = logging.getLogger("scu")
+
+E = TypeVar("E")
+Callback = Callable[[E], object] | None
+
+
+@dataclass(frozen=True)
+class Callbacks:
+    started: Callback[TransferStarted] = None
+    sending: Callback[FileSending] = None
+    sent: Callback[FileSent] = None
+    error: Callback[FileError] = None
+    completed: Callback[TransferCompleted] = None
+
+
+def safe_header(entry: Entry) -> Header | EntryError:
+    """The entry's header, or why it cannot be sent (a reader bug included)."""
+    try:
+        return read_header(entry)
+    except EntryError as exc:
+        return exc
+    except Exception as exc:  # a reader bug must not lose the entry
+        return EntryError(f"cannot read: {type(exc).__name__}: {exc}")
+
+
+def plan(
+    headers: Iterable[Header | EntryError], policy: SyntaxPolicy
+) -> tuple[list[AssociationPlan], dict[str, int]]:
+    """The associations to open, and which one serves each SOP class."""
+    needs = [(h.sop_class_uid, h.transfer_syntax) for h in headers if isinstance(h, Header)]
+    plans = plan_associations(needs, policy)
+    plan_of = {sop_class: i for i, p in enumerate(plans) for sop_class in p.sop_classes}
+    return plans, plan_of
+
+
+_DONE = object()
+
+
+class Transfer:
+    """The state of one ``send()``: the queue snapshot, outcomes and counts."""
+
+    def __init__(
+        self,
+        entries: Sequence[Entry],
+        *,
+        endpoint: Endpoint,
+        policy: SyntaxPolicy,
+        concurrency: int,
+        fail_fast: bool,
+        callbacks: Callbacks,
+    ) -> None:
+        self.entries = list(entries)
+        self.total = len(self.entries)
+        self.endpoint = endpoint
+        self.policy = policy
+        self.concurrency = concurrency
+        self.callbacks = callbacks
+        self.outcomes: list[FileOutcome | None] = [None] * self.total
+        self.warnings: list[str] = []
+        self.successful = 0
+        self.failed = 0
+        self.started_at = time.monotonic()
+        self.callback_error: BaseException | None = None
+        self.work = WorkQueue(self.total, fail_fast=fail_fast)
+        self.headers: list[Header | EntryError] = []
+        self.plans: list[AssociationPlan] = []
+        self.plan_of: dict[str, int] = {}
+
+    # -- step 1
+    def prepare(self) -> None:
+        self.headers = [safe_header(e) for e in self.entries]
+        self.plans, self.plan_of = plan(self.headers, self.policy)
+
+    # -- step 3: dispatch (caller's thread only)
+    def _call(self, callback: Callable[[Any], object] | None, event: Event) -> None:
+        if callback is None:
+            return
+        try:
+            callback(event)
+        except Exception as exc:
+            log.error("a %s callback raised %r; the transfer goes on", type(event).__name__, exc)
+            if self.callback_error is None:
+                self.callback_error = exc
+
+    def dispatch(self, index: int | None, event: Event) -> None:
+        cb = self.callbacks
+        if isinstance(event, FileSending):
+            self._call(cb.sending, event)
+            return
+        if isinstance(event, TransferStarted):
+            self._call(cb.started, event)
+            return
+        if isinstance(event, TransferCompleted):
+            self._call(cb.completed, event)
+            return
+        assert index is not None
+        if self.outcomes[index] is not None:
+            log.error("internal error: a second outcome for %s was ignored", event.file)
+            return
+        if isinstance(event, FileSent):
+            self.successful += 1
+            self.outcomes[index] = FileOutcome(
+                event.file, event.status, True, None, event.transfer_syntax,
+                event.sop_instance_uid, event.sop_class_uid, event.warning,
+            )  # fmt: skip
+            if event.warning is not None:
+                self.warnings.append(f"{event.file}: {event.warning}")
+            self._call(cb.sent, event)
+        else:
+            self.failed += 1
+            self.outcomes[index] = FileOutcome(
+                event.file, event.status, False, event.error, None,
+                event.sop_instance_uid, event.sop_class_uid,
+            )  # fmt: skip
+            self._call(cb.error, event)
+
+    def _close_leftovers(self) -> None:
+        """Close any entry a worker failed to close (a bug): nothing is ever dropped."""
+        for index, outcome in enumerate(self.outcomes):
+            if outcome is None:
+                self.dispatch(
+                    index,
+                    error_event(
+                        self.entries[index],
+                        self.headers[index] if index < len(self.headers) else None,
+                        "internal error: the entry was never processed",
+                    ),
+                )
+
+    def _completed_event(self) -> TransferCompleted:
+        duration = time.monotonic() - self.started_at
+        return TransferCompleted(
+            f"Transfer completed: {self.successful} successful, {self.failed} failed",
+            self.total, self.successful, self.failed, duration,
+        )  # fmt: skip
+
+    def _worker(self) -> Worker:
+        return Worker(
+            self.entries, self.headers, self.plans, self.plan_of,
+            endpoint=self.endpoint, policy=self.policy, work=self.work,
+        )  # fmt: skip
+
+    # -- running
+    def run_inline(self) -> None:
+        self.dispatch(None, TransferStarted("Transfer started", self.total))
+        self.work.start_workers(1)
+        try:
+            self._worker().run(self.dispatch)
+        finally:
+            self._close_leftovers()
+            self.dispatch(None, self._completed_event())
+
+    def run_threads(self) -> None:
+        events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        workers = self._start_workers(lambda i, e: events.put((i, e)), lambda: events.put(_DONE))
+        self.dispatch(None, TransferStarted("Transfer started", self.total))
+        remaining = len(workers)
+        try:
+            while remaining:
+                item = events.get()
+                if item is _DONE:
+                    remaining -= 1
+                else:
+                    self.dispatch(*item)
+        except BaseException:
+            self.work.cancel()  # workers stop at their next entry; joined below
+            raise
+        finally:
+            _join_all(workers)
+            while not events.empty():
+                item = events.get()
+                if item is not _DONE:
+                    self.dispatch(*item)
+            self._close_leftovers()
+            self.dispatch(None, self._completed_event())
+
+    async def run_async(self) -> None:
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[Any] = asyncio.Queue()
+
+        def emit(index: int | None, event: Event) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, (index, event))
+
+        def done() -> None:
+            loop.call_soon_threadsafe(events.put_nowait, _DONE)
+
+        workers = self._start_workers(emit, done)
+        self.dispatch(None, TransferStarted("Transfer started", self.total))
+        remaining = len(workers)
+        try:
+            while remaining:
+                item = await events.get()
+                if item is _DONE:
+                    remaining -= 1
+                else:
+                    self.dispatch(*item)
+        except BaseException:
+            self.work.cancel()
+            raise
+        finally:
+            await asyncio.to_thread(_join_all, workers)
+            while not events.empty():
+                item = events.get_nowait()
+                if item is not _DONE:
+                    self.dispatch(*item)
+            self._close_leftovers()
+            self.dispatch(None, self._completed_event())
+
+    def _start_workers(self, emit: Emit, done: Callable[[], None]) -> list[threading.Thread]:
+        count = max(1, min(self.concurrency, self.total))
+        self.work.start_workers(count)
+
+        def body() -> None:
+            try:
+                self._worker().run(emit)
+            finally:
+                done()
+
+        threads = [
+            threading.Thread(target=body, name=f"scu-worker-{n}", daemon=True) for n in range(count)
+        ]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    def finish(self) -> TransferResult:
+        files = [o for o in self.outcomes if o is not None]
+        result = TransferResult(
+            self.successful, self.failed, list(self.warnings), self.total, files,
+            time.monotonic() - self.started_at,
+        )  # fmt: skip
+        error = self.work.association_error
+        if error is not None and not self.work.established:
+            error.result = result
+            raise error
+        if self.callback_error is not None:
+            raise CallbackError(
+                f"a callback raised {type(self.callback_error).__name__}: {self.callback_error}; "
+                "the transfer completed and .result holds its outcome",
+                result=result,
+            ) from self.callback_error
+        return result
+
+
+def _join_all(threads: Iterable[threading.Thread]) -> None:
+    for thread in threads:
+        thread.join()
