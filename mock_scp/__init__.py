@@ -21,11 +21,13 @@ on demand), :attr:`MockScp.associations` (:class:`AssociationRecord`),
 :attr:`MockScp.violations` (:class:`Violation`), :attr:`MockScp.errors`.
 """
 
+from scu.protocol.acse import REJECT_REASONS, REJECT_RESULTS, REJECT_SOURCES
+from scu.protocol.status import STATUS_NAMES
+
 from .errors import MockScpError
 from .journal import AssociationRecord, ReceivedStore, Violation, ViolationKind
 from .rules import Rule, RuleBuilder, StoreRequest
 from .server import MockScp, RejectRule
-from .tables import REJECT_REASONS, REJECT_RESULTS, REJECT_SOURCES, STATUS_NAMES
 
 __all__ = [
     "REJECT_REASONS",

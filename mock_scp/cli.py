@@ -204,13 +204,9 @@ def _status_text(status: int | None) -> str:
 
 
 def _uid_name(uid: str) -> str:
-    from pydicom.uid import UID
+    from scu.protocol.uids import uid_keyword
 
-    try:
-        keyword = UID(uid).keyword
-    except Exception:  # a malformed UID from the wire is printed as it came
-        keyword = ""
-    return keyword or uid
+    return uid_keyword(uid)
 
 
 def _association_dict(record: AssociationRecord, *, contexts: bool = True) -> dict[str, Any]:

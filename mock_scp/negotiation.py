@@ -13,10 +13,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .tables import EXPLICIT_VR_LE, IMPLICIT_VR_LE, VERIFICATION_SOP_CLASS
-from .wire import ProposedContext
+from scu.protocol.pdu import ContextProposal
+from scu.protocol.uids import (
+    DEFLATED_EXPLICIT_VR_LE,
+    EXPLICIT_VR_BE,
+    EXPLICIT_VR_LE,
+    IMPLICIT_VR_LE,
+    VERIFICATION_SOP_CLASS,
+    storage_sop_classes,
+)
 
 __all__ = [
+    "DEFAULT_SOP_CLASSES",
+    "DEFAULT_TRANSFER_SYNTAXES",
     "RESULT_ABSTRACT_SYNTAX_NOT_SUPPORTED",
     "RESULT_ACCEPTANCE",
     "RESULT_TRANSFER_SYNTAXES_NOT_SUPPORTED",
@@ -31,6 +40,58 @@ RESULT_ABSTRACT_SYNTAX_NOT_SUPPORTED = 3
 RESULT_TRANSFER_SYNTAXES_NOT_SUPPORTED = 4
 
 _PREFERRED = (EXPLICIT_VR_LE, IMPLICIT_VR_LE)
+
+#: Storage SOP classes DCMTK ``storescp +xa`` accepts beyond pynetdicom's storage list:
+#: the DICOS (security screening) and DICONDE eddy current classes of DCMTK's
+#: all-storage table.
+_DCMTK_EXTRA_STORAGE = (
+    "1.2.840.10008.5.1.4.1.1.501.1",  # DICOS CT Image Storage
+    "1.2.840.10008.5.1.4.1.1.501.2.1",  # DICOS Digital X-Ray Image Storage - For Presentation
+    "1.2.840.10008.5.1.4.1.1.501.2.2",  # DICOS Digital X-Ray Image Storage - For Processing
+    "1.2.840.10008.5.1.4.1.1.501.3",  # DICOS Threat Detection Report Storage
+    "1.2.840.10008.5.1.4.1.1.501.4",  # DICOS 2D AIT Storage
+    "1.2.840.10008.5.1.4.1.1.501.5",  # DICOS 3D AIT Storage
+    "1.2.840.10008.5.1.4.1.1.501.6",  # DICOS Quadrupole Resonance (QR) Storage
+    "1.2.840.10008.5.1.4.1.1.601.1",  # Eddy Current Image Storage
+    "1.2.840.10008.5.1.4.1.1.601.2",  # Eddy Current Multi-frame Image Storage
+)
+
+#: Accepted by default: every storage SOP class pynetdicom knows (retired ones
+#: included) and those above, so that every class ``storescp +xa`` accepts is accepted.
+DEFAULT_SOP_CLASSES: frozenset[str] = storage_sop_classes() | frozenset(_DCMTK_EXTRA_STORAGE)
+
+#: Accepted by default, in the mock's own preference order (used only after Explicit
+#: and Implicit VR Little Endian, which are always preferred when proposed): every
+#: syntax ``storescp +xa`` accepts, and the JPEG 2000 multi-component and HTJ2K ones.
+DEFAULT_TRANSFER_SYNTAXES: tuple[str, ...] = (
+    EXPLICIT_VR_LE,
+    IMPLICIT_VR_LE,
+    DEFLATED_EXPLICIT_VR_LE,
+    EXPLICIT_VR_BE,
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
+    "1.2.840.10008.1.2.4.57",  # JPEG Lossless
+    "1.2.840.10008.1.2.4.50",  # JPEG Baseline
+    "1.2.840.10008.1.2.4.51",  # JPEG Extended
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    "1.2.840.10008.1.2.4.92",  # JPEG 2000 Multi-component Lossless
+    "1.2.840.10008.1.2.4.93",  # JPEG 2000 Multi-component
+    "1.2.840.10008.1.2.4.201",  # HTJ2K Lossless
+    "1.2.840.10008.1.2.4.202",  # HTJ2K Lossless RPCL
+    "1.2.840.10008.1.2.4.203",  # HTJ2K
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+    "1.2.840.10008.1.2.4.100",  # MPEG2 Main Profile / Main Level
+    "1.2.840.10008.1.2.4.101",  # MPEG2 Main Profile / High Level
+    "1.2.840.10008.1.2.4.102",  # MPEG-4 AVC/H.264 High Profile
+    "1.2.840.10008.1.2.4.103",  # MPEG-4 AVC/H.264 BD-compatible High Profile
+    "1.2.840.10008.1.2.4.104",  # MPEG-4 AVC/H.264 High Profile for 2D Video
+    "1.2.840.10008.1.2.4.105",  # MPEG-4 AVC/H.264 High Profile for 3D Video
+    "1.2.840.10008.1.2.4.106",  # MPEG-4 AVC/H.264 Stereo High Profile
+    "1.2.840.10008.1.2.4.107",  # HEVC/H.265 Main Profile
+    "1.2.840.10008.1.2.4.108",  # HEVC/H.265 Main 10 Profile
+)
 
 
 @dataclass(frozen=True)
@@ -47,7 +108,7 @@ class Policy:
     def syntaxes_for(self, abstract_syntax: str) -> tuple[str, ...] | None:
         """Accepted syntaxes for an abstract syntax, ``None`` if the class is refused."""
         if abstract_syntax == VERIFICATION_SOP_CLASS:
-            return (EXPLICIT_VR_LE, IMPLICIT_VR_LE, "1.2.840.10008.1.2.2")
+            return (EXPLICIT_VR_LE, IMPLICIT_VR_LE, EXPLICIT_VR_BE)
         if abstract_syntax in self.per_sop_class:
             return self.per_sop_class[abstract_syntax]
         if abstract_syntax in self.sop_classes or self.accept_unknown:
@@ -67,7 +128,7 @@ def choose_syntax(proposed: Sequence[str], accepted: Sequence[str]) -> str | Non
     return None
 
 
-def negotiate(contexts: Sequence[ProposedContext], policy: Policy) -> list[tuple[int, int, str]]:
+def negotiate(contexts: Sequence[ContextProposal], policy: Policy) -> list[tuple[int, int, str]]:
     """``(context_id, result, transfer_syntax)`` for every proposed context."""
     out: list[tuple[int, int, str]] = []
     for ctx in contexts:

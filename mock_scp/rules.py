@@ -20,7 +20,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from .tables import is_failure_status, is_warning_status, parse_status, parse_uid
+from scu.protocol.status import StatusCategory, classify, parse_status
+from scu.protocol.uids import UidKind, resolve_uid
 
 __all__ = ["Action", "Decision", "Rule", "RuleBuilder", "RuleTable", "StoreRequest"]
 
@@ -206,7 +207,7 @@ class RuleBuilder:
     def warn(self, status: int | str = 0xB000, comment: str | None = None) -> Rule:
         """Answer with a warning status (0x0001, 0x0107, 0x0116 or 0xBxxx)."""
         code = parse_status(status)
-        if not is_warning_status(code):
+        if classify(code) is not StatusCategory.WARNING:
             raise ValueError(
                 f"status: {code:#06x} is not a warning (0x0001, 0x0107, 0x0116, 0xB000-0xBFFF)"
             )
@@ -215,9 +216,9 @@ class RuleBuilder:
     def fail(self, status: int | str, comment: str | None = None) -> Rule:
         """Answer with a failure status (anything but success, warning or pending)."""
         code = parse_status(status)
-        if not is_failure_status(code):
+        if classify(code) is not StatusCategory.FAILURE:
             raise ValueError(
-                f"status: {code:#06x} is not a failure (not success, warning or pending); "
+                f"status: {code:#06x} is not a failure (it is a {classify(code).value} status); "
                 "use respond() to send any code"
             )
         return self._install(Action("fail", status=code, comment=_check_comment(comment)))
@@ -279,9 +280,14 @@ class RuleTable:
     def builder(self, **matchers: Any) -> RuleBuilder:
         """Validate matchers now (configuration time) and return a builder."""
         parsed: dict[str, Any] = {"nth": _parse_nth(matchers["nth"])}
-        for key in ("sop_class_uid", "sop_instance_uid", "transfer_syntax"):
+        kinds = {
+            "sop_class_uid": UidKind.SOP_CLASS,
+            "sop_instance_uid": None,
+            "transfer_syntax": UidKind.TRANSFER_SYNTAX,
+        }
+        for key, kind in kinds.items():
             value = matchers[key]
-            parsed[key] = None if value is None else parse_uid(value, argument=key)
+            parsed[key] = None if value is None else resolve_uid(value, parameter=key, kind=kind)
         calling = matchers["calling_ae_title"]
         if calling is not None and (not isinstance(calling, str) or not calling.strip()):
             raise ValueError(f"calling_ae_title: expected an AE title string, got {calling!r}")

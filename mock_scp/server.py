@@ -33,20 +33,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scu.protocol.acse import parse_reject
+from scu.protocol.ae import check_ae_title
+from scu.protocol.uids import APPLICATION_CONTEXT_NAME, UidKind, resolve_uid, resolve_uids
+
 from . import wire
 from .errors import MockScpError
 from .journal import AssociationRecord, ReceivedStore, StoreWriter, Violation, ViolationKind
-from .negotiation import Policy, negotiate
+from .negotiation import DEFAULT_SOP_CLASSES, DEFAULT_TRANSFER_SYNTAXES, Policy, negotiate
 from .rules import Action, Decision, Rule, RuleBuilder, RuleTable, StoreRequest
-from .tables import (
-    APPLICATION_CONTEXT_NAME,
-    DEFAULT_SOP_CLASSES,
-    DEFAULT_TRANSFER_SYNTAXES,
-    parse_ae_title,
-    parse_reject,
-    parse_uid,
-    parse_uids,
-)
 
 __all__ = ["Listener", "MockScp", "RejectRule"]
 
@@ -183,7 +178,7 @@ class MockScp:
         network_timeout: float | None = 60.0,
         strict: bool = True,
     ) -> None:
-        self._ae_title = parse_ae_title(ae_title, argument="ae_title")
+        self._ae_title = check_ae_title(ae_title, parameter="ae_title")
         if not isinstance(host, str) or not host:
             raise ValueError(f"host: expected an address such as '127.0.0.1', got {host!r}")
         self._host = host
@@ -215,7 +210,7 @@ class MockScp:
                     "require_calling_ae_titles: expected a list of AE titles, got a string"
                 )
             titles = frozenset(
-                parse_ae_title(t, argument="require_calling_ae_titles")
+                check_ae_title(t, parameter="require_calling_ae_titles")
                 for t in require_calling_ae_titles
             )
             if not titles:
@@ -276,14 +271,20 @@ class MockScp:
         classes = (
             frozenset(DEFAULT_SOP_CLASSES)
             if sop_classes is None
-            else frozenset(parse_uids(sop_classes, argument="sop_classes"))
+            else frozenset(
+                resolve_uids(sop_classes, parameter="sop_classes", kind=UidKind.SOP_CLASS)
+            )
         )
         per_class: dict[str, tuple[str, ...]] = {}
         default_syntaxes = DEFAULT_TRANSFER_SYNTAXES
         if isinstance(transfer_syntaxes, Mapping):
             for key, syntaxes in transfer_syntaxes.items():
-                uid = parse_uid(key, argument="transfer_syntaxes (SOP class key)")
-                per_class[uid] = parse_uids(syntaxes, argument="transfer_syntaxes")
+                uid = resolve_uid(
+                    key, parameter="transfer_syntaxes (SOP class key)", kind=UidKind.SOP_CLASS
+                )
+                per_class[uid] = resolve_uids(
+                    syntaxes, parameter="transfer_syntaxes", kind=UidKind.TRANSFER_SYNTAX
+                )
             if sop_classes is None:
                 # A mapping alone means "only these SOP classes".
                 classes = frozenset(per_class)
@@ -294,7 +295,9 @@ class MockScp:
                     "list them there too or drop them from the mapping"
                 )
         elif transfer_syntaxes is not None:
-            default_syntaxes = parse_uids(transfer_syntaxes, argument="transfer_syntaxes")
+            default_syntaxes = resolve_uids(
+                transfer_syntaxes, parameter="transfer_syntaxes", kind=UidKind.TRANSFER_SYNTAX
+            )
         return Policy(classes, default_syntaxes, per_class, accept_unknown)
 
     def on_store(
@@ -827,7 +830,7 @@ class _Connection:
             if self._send(wire.encode_associate_rj(result, source, reason)) and not close_at_once:
                 self._graceful_close()
             return
-        results = negotiate(rq.contexts, scp._policy)
+        results = negotiate(rq.contexts, scp._policy)  # type: ignore[arg-type]
         abstract = {c.context_id: c.abstract_syntax for c in rq.contexts}
         accepted = [(cid, abstract[cid], ts) for cid, res, ts in results if res == 0]
         with scp._lock:

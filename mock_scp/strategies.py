@@ -25,6 +25,9 @@ from typing import Any, Literal
 
 from hypothesis import strategies as st
 
+from scu.protocol.status import classify
+from scu.protocol.uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE
+
 __all__ = [
     "COMPRESSED_SYNTAXES",
     "EIGHT_BIT_SYNTAXES",
@@ -64,8 +67,6 @@ SOP_CLASSES: Mapping[str, str] = {
     "ComputedRadiographyImageStorage": "1.2.840.10008.5.1.4.1.1.1",
 }
 
-IMPLICIT_VR_LE = "1.2.840.10008.1.2"
-EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 
 #: Uncompressed transfer syntaxes every sender and receiver handles (name -> UID).
 UNCOMPRESSED_SYNTAXES: Mapping[str, str] = {
@@ -100,13 +101,10 @@ _UNKNOWN_RANGES: tuple[tuple[int, int], ...] = ((0x0002, 0x0100), (0xD000, 0xFDF
 
 
 def status_kind(status: int) -> StatusKind:
-    """What a C-STORE status means to a sender (SPEC "Statuses"): success, warning
-    (counted successful) or failure (everything else, cancel and unknown codes)."""
-    if status == 0x0000:
-        return "success"
-    if status in WARNING_STATUSES or 0xB000 <= status <= 0xBFFF:
-        return "warning"
-    return "failure"
+    """What a C-STORE status means to a sender: success, warning (counted successful)
+    or failure (everything else, cancel and unknown codes)."""
+    kind: StatusKind = classify(status).value
+    return kind
 
 
 # --- data drawn -------------------------------------------------------------------

@@ -11,12 +11,14 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from scu.protocol.status import status_label
+from scu.protocol.uids import resolve_uid, uid_name
+
 from .errors import ScenarioError
 from .loader import library, library_dir, load, resolve
 from .model import Scenario
 from .output import render_json, render_table, write_junit
 from .runner import ScenarioReport, run
-from .tables import parse_uid, status_label
 
 __all__ = ["register_demo", "register_scenario"]
 
@@ -170,12 +172,7 @@ class _Progress:
 
 
 def _uid_name(uid: str | None) -> str:
-    if not uid:
-        return "-"
-    from pydicom.uid import UID
-
-    name = UID(uid).name
-    return name if name and name != uid else uid
+    return uid_name(uid) if uid else "-"
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -194,16 +191,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         datagen.write_files(
             root / "ct",
             count=ct_count,
-            sop_class=parse_uid("CTImageStorage"),
-            transfer_syntax=parse_uid("ExplicitVRLittleEndian"),
+            sop_class=resolve_uid("CTImageStorage", parameter="demo"),
+            transfer_syntax=resolve_uid("ExplicitVRLittleEndian", parameter="demo"),
             seed=1,
         )
         if mr_count:
             datagen.write_files(
                 root / "mr",
                 count=mr_count,
-                sop_class=parse_uid("MRImageStorage"),
-                transfer_syntax=parse_uid("JPEG2000Lossless"),
+                sop_class=resolve_uid("MRImageStorage", parameter="demo"),
+                transfer_syntax=resolve_uid("JPEG2000Lossless", parameter="demo"),
                 seed=2,
             )
         with MockScp(ae_title="DEMO-PACS") as scp:

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from .tables import parse_status
+from scu.protocol.status import parse_status
 
 __all__ = [
     "EVENT_NAMES",

@@ -51,7 +51,6 @@ SOP classes and transfer syntaxes are UIDs or pydicom keywords and are stored as
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -68,14 +67,12 @@ from pydantic import (
     model_validator,
 )
 
+from scu.protocol.acse import parse_reject_reason, parse_reject_result, parse_reject_source
+from scu.protocol.ae import check_ae_title
+from scu.protocol.status import parse_status
+from scu.protocol.uids import UidKind, resolve_uid
+
 from .events import Outcome, PatternError, compile_pattern, parse_outcome
-from .tables import (
-    parse_reject_reason,
-    parse_reject_result,
-    parse_reject_source,
-    parse_status,
-    parse_uid,
-)
 
 __all__ = [
     "ACTIONS",
@@ -93,16 +90,19 @@ __all__ = [
 ]
 
 Status = Annotated[int, BeforeValidator(parse_status)]
-SopClass = Annotated[str, BeforeValidator(lambda v: parse_uid(v, "SOP class"))]
-TransferSyntax = Annotated[str, BeforeValidator(lambda v: parse_uid(v, "transfer syntax"))]
-
-_AE_BAD = re.compile(r"[\\\x00-\x1f\x7f]")
+SopClass = Annotated[
+    str, BeforeValidator(lambda v: resolve_uid(v, parameter="SOP class", kind=UidKind.SOP_CLASS))
+]
+TransferSyntax = Annotated[
+    str,
+    BeforeValidator(
+        lambda v: resolve_uid(v, parameter="transfer syntax", kind=UidKind.TRANSFER_SYNTAX)
+    ),
+]
 
 
 def _ae_title(value: object) -> object:
-    if isinstance(value, str) and (len(value) > 16 or _AE_BAD.search(value) or not value.strip()):
-        raise ValueError("an AE title has 1 to 16 characters, no backslash or control characters")
-    return value
+    return check_ae_title(value, parameter="AE title") if isinstance(value, str) else value
 
 
 AeTitle = Annotated[str, BeforeValidator(_ae_title)]

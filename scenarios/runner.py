@@ -17,10 +17,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scu.protocol.status import status_label
+
 from .events import Outcome, compile_pattern, encode_event
 from .loader import build_mock_scp, load, materialize_files
 from .model import Scenario, ScpExpect
-from .tables import status_label
 
 __all__ = ["ExpectationResult", "Observed", "ScenarioReport", "format_command", "run"]
 

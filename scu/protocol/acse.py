@@ -19,6 +19,9 @@ __all__ = [
     "describe_context_result",
     "describe_rejection",
     "parse_reject",
+    "parse_reject_reason",
+    "parse_reject_result",
+    "parse_reject_source",
 ]
 
 #: A-ASSOCIATE-RJ result by name.
@@ -127,7 +130,9 @@ def _names(table: Mapping[str, int]) -> str:
 
 
 def _norm(name: str) -> str:
-    return name.strip().lower().replace("_", "-").replace(" ", "-")
+    return (
+        name.strip().lower().replace("_", "-").replace(" ", "-").replace("recognised", "recognized")
+    )
 
 
 def _parse_named(value: object, table: Mapping[str, int], valid: Iterable[int], what: str) -> int:
@@ -136,14 +141,31 @@ def _parse_named(value: object, table: Mapping[str, int], valid: Iterable[int], 
         if value in allowed:
             return value
         raise ValueError(f"{what}: {value!r} is not one of {allowed} or {_names(table)}")
-    if isinstance(value, str) and _norm(value) in table:
-        return table[_norm(value)]
+    if isinstance(value, str):
+        normalised = {_norm(k): v for k, v in table.items()}
+        if _norm(value) in normalised:
+            return normalised[_norm(value)]
     raise ValueError(f"{what}: unknown value {value!r}; use one of {_names(table)} or {allowed}")
+
+
+def parse_reject_result(value: object) -> int:
+    """A-ASSOCIATE-RJ result: ``"permanent"``/``"transient"`` or 1/2."""
+    return _parse_named(value, REJECT_RESULTS, (1, 2), "result")
+
+
+def parse_reject_source(value: object) -> int:
+    """A-ASSOCIATE-RJ source by name or number (1..3)."""
+    return _parse_named(value, REJECT_SOURCES, (1, 2, 3), "source")
+
+
+def parse_reject_reason(source: int, value: object) -> int:
+    """A-ASSOCIATE-RJ reason by name or number, valid for ``source``."""
+    return _parse_named(
+        value, REJECT_REASONS[source], _REASON_RANGES[source], f"reason (source {source})"
+    )
 
 
 def parse_reject(result: object, source: object, reason: object) -> tuple[int, int, int]:
     """An A-ASSOCIATE-RJ ``(result, source, reason)`` from names or numbers."""
-    r = _parse_named(result, REJECT_RESULTS, (1, 2), "result")
-    s = _parse_named(source, REJECT_SOURCES, (1, 2, 3), "source")
-    n = _parse_named(reason, REJECT_REASONS[s], _REASON_RANGES[s], f"reason (source {s})")
-    return r, s, n
+    s = parse_reject_source(source)
+    return parse_reject_result(result), s, parse_reject_reason(s, reason)

@@ -170,9 +170,9 @@ def resolve_uid(value: object, *, parameter: str, kind: str | None = None) -> st
     when given; ``ValueError`` naming ``parameter``, the value and what would do."""
     what = kind or "UID"
     hint = _HINTS.get(kind or "", "use a UID or a pydicom UID keyword")
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str) or not value.strip(" "):
         raise ValueError(f"{parameter} must be a {what} name or UID, got {value!r}")
-    text = value.strip()
+    text = value.strip(" ")  # only spaces: a newline or NUL is part of a bad UID
     if text[0].isdigit():
         check_uid(text, parameter=parameter)
         found = _kind_of(text)

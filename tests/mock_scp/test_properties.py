@@ -8,8 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mock_scp.journal import safe_file_name
-from mock_scp.negotiation import choose_syntax
-from mock_scp.tables import DEFAULT_TRANSFER_SYNTAXES
+from mock_scp.negotiation import DEFAULT_TRANSFER_SYNTAXES, choose_syntax
 from mock_scp.wire import decode_command, encode_command
 
 EXPLICIT = "1.2.840.10008.1.2.1"

@@ -12,7 +12,6 @@ from mock_scp import MockScp, StoreRequest
 from mock_scp.journal import ReceivedStore, StoreWriter, part10_bytes, safe_file_name
 from mock_scp.negotiation import Policy, choose_syntax, negotiate
 from mock_scp.rules import RuleTable
-from mock_scp.tables import parse_reject, parse_status, parse_uid
 from mock_scp.wire import (
     ProposedContext,
     decode_command,
@@ -36,78 +35,6 @@ def test_public_names() -> None:
     assert {"MockScp", "MockScpError", "ReceivedStore", "AssociationRecord"} <= set(
         mock_scp.__all__
     )
-
-
-@pytest.mark.parametrize(
-    ("name", "code"),
-    [
-        ("success", 0x0000),
-        ("coercion-of-data-elements", 0xB000),
-        ("elements-discarded", 0xB006),
-        ("data-set-does-not-match-sop-class-warning", 0xB007),
-        ("out-of-resources", 0xA700),
-        ("data-set-does-not-match-sop-class", 0xA900),
-        ("cannot-understand", 0xC000),
-        ("sop-class-not-supported", 0x0122),
-        ("processing-failure", 0x0110),
-        ("duplicate-sop-instance", 0x0111),
-        ("not-authorized", 0x0124),
-        ("cancel", 0xFE00),
-    ],
-)
-def test_status_names(name: str, code: int) -> None:
-    assert parse_status(name) == code
-    assert parse_status(code) == code
-
-
-@pytest.mark.parametrize("bad", ["no-such-status", -1, 0x10000, True, 1.5, None])
-def test_bad_status_names_the_argument_and_choices(bad: object) -> None:
-    with pytest.raises(ValueError, match="status"):
-        parse_status(bad)
-
-
-def test_unknown_status_lists_accepted_names() -> None:
-    with pytest.raises(ValueError, match="out-of-resources"):
-        parse_status("full")
-
-
-def test_reject_names_and_numbers() -> None:
-    assert parse_reject("transient", "provider-presentation", "temporary-congestion") == (2, 3, 1)
-    assert parse_reject("transient", "service-provider-presentation", "local-limit-exceeded") == (
-        2,
-        3,
-        2,
-    )
-    assert parse_reject("permanent", "service-user", "called-ae-title-not-recognized") == (1, 1, 7)
-    assert parse_reject(1, 1, 3) == (1, 1, 3)
-    assert parse_reject("permanent", "service-provider-acse", "protocol-version-not-supported") == (
-        1,
-        2,
-        2,
-    )
-
-
-@pytest.mark.parametrize(
-    ("args", "arg"),
-    [
-        (("sometimes", "service-user", 1), "result"),
-        ((3, "service-user", 1), "result"),
-        (("permanent", "nobody", 1), "source"),
-        (("permanent", "service-user", "temporary-congestion"), "reason"),
-        (("permanent", "service-provider-acse", 7), "reason"),
-    ],
-)
-def test_bad_reject(args: tuple[object, object, object], arg: str) -> None:
-    with pytest.raises(ValueError, match=arg):
-        parse_reject(*args)
-
-
-def test_parse_uid_keywords_and_malformed() -> None:
-    assert parse_uid("CTImageStorage", argument="x") == CT
-    assert parse_uid("ExplicitVRLittleEndian", argument="x") == EXPLICIT
-    for bad in ("1.2.03", "1..2", "1.2.a", "NotAKeyword", "1." + "1" * 70, ""):
-        with pytest.raises(ValueError, match="sop_class_uid"):
-            parse_uid(bad, argument="sop_class_uid")
 
 
 @pytest.mark.parametrize(

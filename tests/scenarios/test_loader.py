@@ -85,7 +85,7 @@ def test_unknown_status_name_names_the_rule(tmp_path: Path) -> None:
     err = load_error(tmp_path, text)
     line, field, message = only_issue(err)
     assert (line, field) == (9, "scp.rules[0].fail.status")
-    assert "unknown status name 'DiskOnFire'" in message
+    assert "unknown status 'DiskOnFire'" in message
     assert "out-of-resources" in message  # the accepted names are listed
 
 
@@ -122,7 +122,7 @@ def test_unknown_pydicom_test_file(tmp_path: Path) -> None:
         (
             "scp:\n  sop_classes: [NoSuchStorage]\n",
             "scp.sop_classes[0]",
-            "unknown SOP class keyword",
+            "unknown SOP class 'NoSuchStorage'",
         ),
         ("scp:\n  max_pdu_length: 100\n", "scp.max_pdu_length", "1024"),
         ("scu:\n  max_pdu_length: 200000\n", "scu.max_pdu_length", "4096..131072"),
@@ -131,7 +131,7 @@ def test_unknown_pydicom_test_file(tmp_path: Path) -> None:
             "scp:\n  reject_associations:\n    - {result: permanent, source: service-user,\n"
             "       reason: temporary-congestion}\n",
             "scp.reject_associations[0]",
-            "reject reason",
+            "reason (source 1)",
         ),
     ],
 )
