@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +40,8 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
     JPEGBaseline8Bit,
 )
+
+from scu.protocol.uids import UidKind, is_valid_uid, resolve_uid
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -143,57 +144,22 @@ class DatasetOptions(TypedDict, total=False):
     seed: int
 
 
-def _keyword_to_uid(kind: str) -> dict[str, UID]:
-    """pydicom's UID dictionary filtered to one kind ("SOP Class"/"Transfer Syntax")."""
-    from pydicom._uid_dict import UID_dictionary
-
-    return {
-        entry[4]: UID(uid) for uid, entry in UID_dictionary.items() if entry[1] == kind and entry[4]
-    }
-
-
-_STORAGE_SOP_CLASSES: dict[str, UID] = {
-    keyword: uid
-    for keyword, uid in _keyword_to_uid("SOP Class").items()
-    if keyword.endswith("Storage")
-}
-_TRANSFER_SYNTAXES: dict[str, UID] = _keyword_to_uid("Transfer Syntax")
-
-
-_UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
-
-
-def _is_uid(value: str) -> bool:
-    return isinstance(value, str) and len(value) <= 64 and bool(_UID_PATTERN.match(value))
-
-
 def resolve_sop_class(value: str) -> UID:
     """A storage SOP class from a pydicom keyword (``"CTImageStorage"``) or a UID.
 
-    Any syntactically valid UID is accepted, so private or unknown SOP classes can be
-    generated to test how a receiver treats them. Anything else raises ``ValueError``.
+    Any valid UID is accepted, so private or unknown SOP classes can be generated to
+    test how a receiver treats them. Anything else raises ``ValueError``.
     """
-    if value in _STORAGE_SOP_CLASSES:
-        return _STORAGE_SOP_CLASSES[value]
-    if _is_uid(value):
-        return UID(value)
-    raise ValueError(
-        f"sop_class: {value!r} is neither a storage SOP class keyword known to pydicom "
-        "(e.g. 'CTImageStorage', 'MRImageStorage', 'EncapsulatedPDFStorage') nor a UID"
-    )
+    return UID(resolve_uid(value, parameter="sop_class", kind=UidKind.SOP_CLASS))
 
 
 def resolve_transfer_syntax(value: str) -> UID:
     """A transfer syntax from a pydicom keyword (``"RLELossless"``) or its UID."""
-    if value in _TRANSFER_SYNTAXES:
-        return _TRANSFER_SYNTAXES[value]
-    if _is_uid(value) and value in _TRANSFER_SYNTAXES.values():
-        return UID(value)
-    raise ValueError(
-        f"transfer_syntax: {value!r} is not a transfer syntax keyword or UID known to "
-        "pydicom (e.g. 'ExplicitVRLittleEndian', 'ImplicitVRLittleEndian', 'RLELossless', "
-        "'JPEG2000Lossless', 'JPEGBaseline8Bit')"
-    )
+    return UID(resolve_uid(value, parameter="transfer_syntax", kind=UidKind.TRANSFER_SYNTAX))
+
+
+def _is_uid(value: str) -> bool:
+    return is_valid_uid(value)
 
 
 def _sop_keyword(sop_class: UID) -> str:

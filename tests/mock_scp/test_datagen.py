@@ -116,9 +116,9 @@ def test_uids_accepted_for_syntax_and_sop_class() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"sop_class": "CTImage"}, "sop_class: 'CTImage' is neither a storage SOP class"),
-        ({"transfer_syntax": "JPEG"}, "transfer_syntax: 'JPEG' is not a transfer syntax"),
-        ({"transfer_syntax": "1.2.3"}, "transfer_syntax: '1.2.3'"),
+        ({"sop_class": "CTImage"}, "sop_class: unknown SOP class 'CTImage'"),
+        ({"transfer_syntax": "JPEG"}, "transfer_syntax: unknown transfer syntax 'JPEG'"),
+        ({"transfer_syntax": "1.2.3"}, "transfer_syntax: unknown transfer syntax '1.2.3'"),
         ({"size": -1}, "size: -1"),
         ({"bits_allocated": 12}, "bits_allocated: 12"),
         ({"samples_per_pixel": 2}, "samples_per_pixel: 2"),
