@@ -109,6 +109,8 @@ class Rule:
 
     action: Action
     nth: frozenset[int] | None = None
+    #: Every ``every``-th store after the first ``offset`` ones (``None``: no such matcher).
+    every: tuple[int, int] | None = None
     sop_class_uid: str | None = None
     sop_instance_uid: str | None = None
     transfer_syntax: str | None = None
@@ -126,6 +128,10 @@ class Rule:
         return (
             (self.times is None or self.hits < self.times)
             and (self.nth is None or req.nth in self.nth)
+            and (
+                self.every is None
+                or (req.nth > self.every[1] and (req.nth - self.every[1]) % self.every[0] == 0)
+            )
             and (self.sop_class_uid is None or self.sop_class_uid == req.sop_class_uid)
             and (self.sop_instance_uid is None or self.sop_instance_uid == req.sop_instance_uid)
             and (self.transfer_syntax is None or self.transfer_syntax == req.transfer_syntax)
@@ -280,6 +286,16 @@ class RuleTable:
     def builder(self, **matchers: Any) -> RuleBuilder:
         """Validate matchers now (configuration time) and return a builder."""
         parsed: dict[str, Any] = {"nth": _parse_nth(matchers["nth"])}
+        every, offset = matchers.get("every"), matchers.get("offset", 0)
+        if every is None:
+            if offset:
+                raise ValueError("offset: only means something with every=N")
+            parsed["every"] = None
+        else:
+            parsed["every"] = (
+                _check_count(every, "every", minimum=1),
+                _check_count(offset, "offset", minimum=0),
+            )
         kinds = {
             "sop_class_uid": UidKind.SOP_CLASS,
             "sop_instance_uid": None,
@@ -394,6 +410,9 @@ def _describe(rule: Rule) -> str:
     parts = []
     if rule.nth is not None:
         parts.append(f"nth={sorted(rule.nth)}" if len(rule.nth) > 1 else f"nth={min(rule.nth)}")
+    if rule.every is not None:
+        every, offset = rule.every
+        parts.append(f"every={every}" + (f", offset={offset}" if offset else ""))
     for key in ("sop_class_uid", "sop_instance_uid", "transfer_syntax", "calling_ae_title"):
         value = getattr(rule, key)
         if value is not None:

@@ -304,6 +304,8 @@ class MockScp:
         self,
         *,
         nth: int | Iterable[int] | None = None,
+        every: int | None = None,
+        offset: int = 0,
         sop_class_uid: str | None = None,
         sop_instance_uid: str | None = None,
         transfer_syntax: str | None = None,
@@ -315,12 +317,16 @@ class MockScp:
     ) -> RuleBuilder:
         """Start a store rule; finish it with one action (``.accept()``, ``.fail(...)``...).
 
-        ``nth`` counts C-STOREs over the server's life (1-based); ``when`` is a
+        ``nth`` counts C-STOREs over the server's life (1-based); ``every=N`` matches
+        every N-th store after the first ``offset`` ones (``every=3``: 3, 6, 9...;
+        ``every=3, offset=1``: 4, 7, 10...); ``when`` is a
         predicate on the :class:`StoreRequest`; ``probability`` draws from ``seed``;
         ``times`` limits how often the rule may match (``None``: always); ``expect``
         is the number (or range) of hits :meth:`check` requires."""
         return self._rules.builder(
             nth=nth,
+            every=every,
+            offset=offset,
             sop_class_uid=sop_class_uid,
             sop_instance_uid=sop_instance_uid,
             transfer_syntax=transfer_syntax,

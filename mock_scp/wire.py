@@ -183,11 +183,11 @@ def encode_associate_ac(
     items = [_item(0x10, APPLICATION_CONTEXT_BYTES)]
     for context_id, result, syntax in results:
         # A refused context still carries a transfer-syntax sub-item (value ignored).
-        sub = _item(0x40, _pad_uid(syntax) if syntax else b"")
+        sub = _item(0x40, syntax.encode("ascii") if syntax else b"")
         items.append(_item(0x21, bytes((context_id, 0, result, 0)) + sub))
     user = (
         _item(0x51, _U32.pack(max_pdu_length))
-        + _item(0x52, _pad_uid(IMPLEMENTATION_CLASS_UID))
+        + _item(0x52, IMPLEMENTATION_CLASS_UID.encode("ascii"))
         + _item(0x55, IMPLEMENTATION_VERSION_NAME.encode("ascii"))
     )
     items.append(_item(0x50, user))

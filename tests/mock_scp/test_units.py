@@ -371,3 +371,28 @@ def test_part10_bytes_decode() -> None:
     assert ds.SOPInstanceUID == "1.2.3.4"
     assert ds.file_meta.TransferSyntaxUID == EXPLICIT
     assert ds.file_meta.SourceApplicationEntityTitle == "SCU"
+
+
+def test_every_matcher_with_and_without_offset() -> None:
+    table = RuleTable(seed=None)
+    plain = table.builder(
+        nth=None, every=3, offset=0, sop_class_uid=None, sop_instance_uid=None,
+        transfer_syntax=None, calling_ae_title=None, when=None, probability=None,
+        times=None, expect=None,
+    ).accept()  # fmt: skip
+    shifted = table.builder(
+        nth=None, every=3, offset=1, sop_class_uid=None, sop_instance_uid=None,
+        transfer_syntax=None, calling_ae_title=None, when=None, probability=None,
+        times=None, expect=None,
+    ).accept()  # fmt: skip
+
+    def request(nth: int) -> StoreRequest:
+        return StoreRequest(nth, CT, "1.2", EXPLICIT, "SCU", "SCP", 1, nth, 1)
+
+    assert [n for n in range(1, 12) if plain.static_match(request(n))] == [3, 6, 9]
+    assert [n for n in range(1, 12) if shifted.static_match(request(n))] == [4, 7, 10]
+    assert "every=3, offset=1" in shifted.description
+    with pytest.raises(ValueError, match="every"):
+        MockScp().on_store(every=0)
+    with pytest.raises(ValueError, match="offset: only means something with every"):
+        MockScp().on_store(offset=2)
