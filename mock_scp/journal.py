@@ -121,7 +121,12 @@ class ReceivedStore:
     data: bytes | bytearray = field(default=b"", repr=False)
     path: Path | None = None
     dataset_sop_instance_uid: str | None = None  # from the dataset, when read cheaply
+    #: When the data set was complete (``time.time()``).
     received_at: float = field(default_factory=time.time)
+    #: When the C-STORE-RQ command arrived, and when the response went out (``None``
+    #: when no response was sent).
+    requested_at: float | None = None
+    answered_at: float | None = None
 
     @property
     def raw(self) -> bytes:

@@ -654,6 +654,7 @@ class _Message:
     data: bytearray | None = None
     request: StoreRequest | None = None
     decision: Decision | None = None
+    requested_at: float | None = None
     data_fragments: int = 0
     abort_during: bool = False  # abort(during_dataset=True) chosen for this store
 
@@ -1074,6 +1075,7 @@ class _Connection:
                 request.message_id,
             )
         msg.request = request
+        msg.requested_at = time.time()
         msg.decision, _ = scp._rules.decide(request, scp._record_error)
         for fn in list(scp._request_listeners):
             try:
@@ -1105,6 +1107,7 @@ class _Connection:
             complete=complete,
             nth=req.nth,
             data=msg.data if msg.data is not None else b"",
+            requested_at=msg.requested_at,
         )
 
     def _journal(self, store: ReceivedStore) -> None:
@@ -1209,6 +1212,7 @@ class _Connection:
             response = self._store_response(req, action.status, action.comment)
             if self._peer_sent_more():
                 self.outstanding_id = req.message_id
+            store.answered_at = time.time()
             ok = self._send(response)
             scp._notify(store)
             if not ok:
