@@ -1,38 +1,50 @@
 """What the mock saw: stores, associations and the SCU's violations of the standard.
 
-Stores keep the dataset exactly as received (its raw bytes); :meth:`ReceivedStore.dataset`
-decodes on demand, so the receive path never pays for pydicom. Part-10 files are
-written with names derived from the SOP Instance UID only when it is a well-formed
-UID; anything else from the wire gets a generated name, so no value sent by an SCU
-can name a path outside ``store_dir``.
+A store's data set is kept exactly as received (see :mod:`mock_scp.storage` for where)
+and decoded only on demand (:meth:`ReceivedStore.dataset`), so the receive path never
+pays for pydicom. :class:`Journal` holds the records for one server and tells its
+listeners; every text a peer sent is shown through :func:`printable`.
 """
 
 from __future__ import annotations
 
 import io
-import os
-import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scu.protocol.uids import is_valid_uid
+from scu.protocol.pdu import UserIdentity
+from scu.protocol.status import status_label
 
-from .wire import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from .storage import Payload, part10_bytes
 
 if TYPE_CHECKING:
     from pydicom.dataset import FileDataset
 
 __all__ = [
     "AssociationRecord",
+    "Journal",
+    "Listener",
     "ReceivedStore",
     "Violation",
     "ViolationKind",
-    "part10_bytes",
-    "safe_file_name",
+    "printable",
 ]
+
+
+def printable(text: object) -> str:
+    """``text`` with every non-printable or non-ASCII character escaped, so that what a
+    peer sent can never forge a line or a terminal sequence in our output."""
+    value = str(text)
+    if value.isascii() and value.isprintable():
+        return value
+    return "".join(
+        c if c.isascii() and c.isprintable() else c.encode("unicode_escape").decode("ascii")
+        for c in value
+    )
 
 
 class ViolationKind:
@@ -45,6 +57,8 @@ class ViolationKind:
     DROPPED_CONNECTION = "dropped-connection"
     UNKNOWN_CONTEXT = "unknown-context"
     CONTEXT_MISMATCH = "context-mismatch"
+    INVALID_UID = "invalid-uid"
+    NEGOTIATION = "negotiation"
     PROTOCOL = "protocol"
 
 
@@ -61,7 +75,7 @@ class Violation:
         where = f"association {self.association_id}"
         if self.message_id is not None:
             where += f", message {self.message_id}"
-        return f"{self.kind} ({where}): {self.detail}"
+        return f"{self.kind} ({where}): {printable(self.detail)}"
 
 
 @dataclass(eq=False)
@@ -72,7 +86,8 @@ class AssociationRecord:
 
     ``proposed_contexts`` holds ``(context_id, abstract_syntax, transfer_syntaxes)``;
     ``accepted_contexts`` ``(context_id, abstract_syntax, transfer_syntax)``.
-    ``max_pdu_length`` is the SCU's announced maximum (0 = none)."""
+    ``max_pdu_length`` is the SCU's announced maximum (0 = none). ``user_identity`` is
+    what the SCU presented (its ``repr`` never shows a secret)."""
 
     id: int
     calling_ae_title: str
@@ -89,6 +104,18 @@ class AssociationRecord:
     stores: int = 0
     started_at: float = field(default_factory=time.time)
     ended_at: float | None = None
+    user_identity: UserIdentity | None = None
+    tls: bool = False
+
+    def __repr__(self) -> str:
+        state = self.ended or "open"
+        detail = f" ({printable(self.end_detail)})" if self.end_detail else ""
+        return (
+            f"<AssociationRecord #{self.id} {printable(self.calling_ae_title)} -> "
+            f"{printable(self.called_ae_title)} from {self.peer or '?'}: "
+            f"{len(self.accepted_contexts)}/{len(self.proposed_contexts)} contexts, "
+            f"{self.stores} stores, {state}{detail}>"
+        )
 
 
 @dataclass(eq=False)
@@ -99,9 +126,9 @@ class ReceivedStore:
     rule aborted, disconnected or sent garbage, or the association ended first);
     ``action`` names what the mock did (``"accept"``, ``"respond"``, ``"warn"``,
     ``"fail"``, ``"abort"``, ``"disconnect"``, ``"garbage"``, or ``"interrupted"``);
-    ``complete`` is False when the dataset did not arrive in full. ``raw`` is the
-    dataset as received, in ``transfer_syntax``; ``path`` the Part-10 file written
-    under ``store_dir``, if any."""
+    ``complete`` is False when the data set did not arrive in full. ``raw`` is the
+    data set as received, in ``transfer_syntax`` (when kept); ``path`` the Part-10 file
+    written under ``store_dir``, if any; ``write_error`` why it could not be written."""
 
     sop_class_uid: str
     sop_instance_uid: str
@@ -116,11 +143,10 @@ class ReceivedStore:
     stalled_seconds: float = 0.0
     complete: bool = True
     nth: int = 0
-    # The dataset bytes as received (a bytearray on the receive path: copying every
-    # dataset once more into ``bytes`` measurably slowed large stores); ``raw`` copies.
-    data: bytes | bytearray = field(default=b"", repr=False)
+    payload: Payload | None = field(default=None, repr=False)
     path: Path | None = None
-    dataset_sop_instance_uid: str | None = None  # from the dataset, when read cheaply
+    write_error: str | None = None
+    dataset_sop_instance_uid: str | None = None  # from the data set, when read cheaply
     #: When the data set was complete (``time.time()``).
     received_at: float = field(default_factory=time.time)
     #: When the C-STORE-RQ command arrived, and when the response went out (``None``
@@ -129,14 +155,31 @@ class ReceivedStore:
     answered_at: float | None = None
 
     @property
+    def answered(self) -> bool:
+        """Complete and answered with a status (what ``MockScp.stored`` lists)."""
+        return self.complete and self.status is not None
+
+    @property
+    def data(self) -> bytes | bytearray:
+        """The data set as received (raises ``ValueError`` when it was not kept)."""
+        if self.payload is None:
+            return b""
+        return self.payload.read()
+
+    @property
     def raw(self) -> bytes:
-        """The dataset as received, in ``transfer_syntax`` (a copy)."""
+        """The data set as received, in ``transfer_syntax`` (a copy)."""
         return bytes(self.data)
 
     @property
+    def head(self) -> bytes:
+        """The first bytes of the data set (kept even when the data set is not)."""
+        return self.payload.head if self.payload is not None else b""
+
+    @property
     def size(self) -> int:
-        """Bytes of dataset received."""
-        return len(self.data)
+        """Bytes of data set received."""
+        return self.payload.size if self.payload is not None else 0
 
     def part10_header(self) -> bytes:
         """Preamble, ``DICM`` and the file meta group for this store."""
@@ -149,99 +192,148 @@ class ReceivedStore:
         )
 
     def part10(self) -> bytes:
-        """The store as a DICOM Part-10 file (preamble, file meta, dataset)."""
+        """The store as a DICOM Part-10 file (preamble, file meta, data set)."""
         return self.part10_header() + self.data
 
     def dataset(self) -> FileDataset:
-        """Decode the received dataset with pydicom (on demand; not cached)."""
+        """Decode the received data set with pydicom (on demand; not cached)."""
         import pydicom
 
         if not self.complete:
             raise ValueError(
-                f"store {self.nth} ({self.sop_instance_uid}) was not received in full "
-                f"({len(self.data)} bytes kept)"
+                f"store {self.nth} ({printable(self.sop_instance_uid)}) was not received in "
+                f"full ({self.size} bytes received)"
             )
         return pydicom.dcmread(io.BytesIO(self.part10()))
 
-
-_ELEM_SHORT = struct.Struct("<HH2sH")
-_ELEM_LONG = struct.Struct("<HH2s2xI")
-
-
-def _meta_element(elem: int, vr: bytes, value: bytes) -> bytes:
-    if vr == b"OB":
-        return _ELEM_LONG.pack(0x0002, elem, vr, len(value)) + value
-    return _ELEM_SHORT.pack(0x0002, elem, vr, len(value)) + value
-
-
-def _ui(value: str) -> bytes:
-    raw = value.encode("ascii", "replace")
-    return raw + b"\x00" if len(raw) % 2 else raw
+    def __repr__(self) -> str:
+        answer = status_label(self.status) if self.status is not None else "no response"
+        partial = "" if self.complete else ", incomplete"
+        return (
+            f"<ReceivedStore #{self.nth} {printable(self.sop_instance_uid)} "
+            f"(association {self.association_id}, message {self.message_id}): {self.action} "
+            f"{answer}{partial}, {self.size} bytes>"
+        )
 
 
-def _text(value: str) -> bytes:
-    raw = value.encode("ascii", "replace")
-    return raw + b" " if len(raw) % 2 else raw
+Listener = Callable[[AssociationRecord | ReceivedStore], object]
 
 
-def part10_bytes(
-    dataset: bytes | bytearray,
-    *,
-    sop_class_uid: str,
-    sop_instance_uid: str,
-    transfer_syntax: str,
-    source_ae_title: str = "",
-) -> bytes:
-    """A Part-10 file around raw dataset bytes (file meta built by hand: no decoding)."""
-    meta = (
-        _meta_element(0x0001, b"OB", b"\x00\x01")
-        + _meta_element(0x0002, b"UI", _ui(sop_class_uid))
-        + _meta_element(0x0003, b"UI", _ui(sop_instance_uid))
-        + _meta_element(0x0010, b"UI", _ui(transfer_syntax))
-        + _meta_element(0x0012, b"UI", _ui(IMPLEMENTATION_CLASS_UID))
-        + _meta_element(0x0013, b"SH", _text(IMPLEMENTATION_VERSION_NAME))
-    )
-    if source_ae_title:
-        meta += _meta_element(0x0016, b"AE", _text(source_ae_title))
-    group_length = _meta_element(0x0000, b"UL", struct.pack("<I", len(meta)))
-    return b"\x00" * 128 + b"DICM" + group_length + meta + bytes(dataset)
+class Journal:
+    """Everything one server saw, shared by its connections; thread-safe.
 
+    Connections add to it through these methods only. Listeners are called from server
+    threads; what they raise is kept in :attr:`errors` (reported by ``check()``).
+    """
 
-def safe_file_name(sop_instance_uid: str, nth: int) -> str:
-    """A file name for a store that cannot escape its directory: ``<uid>.dcm`` for a
-    well-formed UID, else ``store-<nth>.dcm``."""
-    if sop_instance_uid and is_valid_uid(sop_instance_uid):
-        return f"{sop_instance_uid}.dcm"
-    return f"store-{nth:06d}.dcm"
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._stores: list[ReceivedStore] = []
+        self._associations: list[AssociationRecord] = []
+        self._violations: list[Violation] = []
+        self._errors: list[BaseException] = []
+        self._deferred_checks: list[ReceivedStore] = []
+        self._listeners: list[Listener] = []
+        self._request_listeners: list[Callable[[object], object]] = []
+        self._next_id = 1
+        self.refused_connections = 0
 
+    # -- adding
+    def new_association(self, **fields: object) -> AssociationRecord:
+        with self.lock:
+            record = AssociationRecord(id=self._next_id, **fields)  # type: ignore[arg-type]
+            self._next_id += 1
+            self._associations.append(record)
+        return record
 
-class StoreWriter:
-    """Writes stores as Part-10 files under one directory; a second store with the
-    same SOP Instance UID gets ``<uid>.<n>.dcm`` rather than overwriting the first."""
+    def end_association(self, record: AssociationRecord, how: str, detail: str) -> bool:
+        """Record how an association ended (once); whether this call ended it."""
+        with self.lock:
+            if record.ended is not None:
+                return False
+            record.ended = how
+            record.end_detail = detail
+            record.ended_at = time.time()
+            return True
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory.resolve()
-        self._lock = threading.Lock()
-        self._taken: set[str] = set()
+    def add_store(self, store: ReceivedStore, record: AssociationRecord | None) -> None:
+        with self.lock:
+            self._stores.append(store)
+            if record is not None:
+                record.stores += 1
 
-    def write(self, store: ReceivedStore) -> Path:
-        """Write ``store`` and return its path."""
-        name = safe_file_name(store.sop_instance_uid, store.nth)
-        with self._lock:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            stem = name[: -len(".dcm")]
-            n = 1
-            while name in self._taken or (self.directory / name).exists():
-                n += 1
-                name = f"{stem}.{n}.dcm"
-            self._taken.add(name)
-        path = self.directory / name
-        # Belt and braces: the name is digits, dots and a fixed suffix, but check anyway.
-        if path.resolve().parent != self.directory:
-            raise ValueError(f"refusing to write outside {self.directory}: {name!r}")
-        tmp = path.with_name(name + ".part")
-        with open(tmp, "wb") as fh:
-            fh.write(store.part10_header())
-            fh.write(store.data)
-        os.replace(tmp, path)
-        return path
+    def violation(self, violation: Violation) -> None:
+        with self.lock:
+            self._violations.append(violation)
+
+    def error(self, exc: BaseException) -> None:
+        with self.lock:
+            self._errors.append(exc)
+
+    def check_later(self, store: ReceivedStore) -> None:
+        with self.lock:
+            self._deferred_checks.append(store)
+
+    def take_deferred(self) -> list[ReceivedStore]:
+        with self.lock:
+            pending, self._deferred_checks = self._deferred_checks, []
+        return pending
+
+    # -- listeners
+    def add_listener(self, fn: Listener) -> None:
+        with self.lock:
+            self._listeners.append(fn)
+
+    def remove_listener(self, fn: Listener) -> None:
+        with self.lock:
+            self._listeners.remove(fn)
+
+    def add_request_listener(self, fn: Callable[[object], object]) -> None:
+        with self.lock:
+            self._request_listeners.append(fn)
+
+    def notify(self, item: AssociationRecord | ReceivedStore) -> None:
+        for fn in list(self._listeners):
+            try:
+                fn(item)
+            except Exception as exc:
+                self.error(exc)
+
+    def notify_request(self, request: object) -> None:
+        for fn in list(self._request_listeners):
+            try:
+                fn(request)
+            except Exception as exc:
+                self.error(exc)
+
+    # -- reading
+    @property
+    def stores(self) -> list[ReceivedStore]:
+        with self.lock:
+            return list(self._stores)
+
+    @property
+    def associations(self) -> list[AssociationRecord]:
+        with self.lock:
+            return list(self._associations)
+
+    @property
+    def violations(self) -> list[Violation]:
+        with self.lock:
+            return list(self._violations)
+
+    @property
+    def errors(self) -> list[BaseException]:
+        with self.lock:
+            return list(self._errors)
+
+    def reset(self) -> None:
+        with self.lock:
+            self._stores.clear()
+            self._associations.clear()
+            self._violations.clear()
+            self._errors.clear()
+            self._deferred_checks.clear()
+            self._listeners.clear()
+            self._request_listeners.clear()
+            self.refused_connections = 0

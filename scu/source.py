@@ -21,6 +21,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from scu.protocol.dataset import (
+    BIG,
+    LITTLE,
+    LONG_VRS,
+    VRS,
+    Buffer,
+    DatasetError,
+    Truncated,
+    leading_uids,
+    looks_explicit,
+    walk,
+)
 from scu.protocol.uids import (
     DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_BE,
@@ -33,20 +45,7 @@ __all__ = ["Entry", "EntryError", "Header", "read_header"]
 
 _TAG_VR_SHORT = struct.Struct("<HH2sH")
 _U32 = struct.Struct("<L")
-Buffer = bytes | mmap.mmap
-_LONG_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
-_VRS = _LONG_VRS | frozenset(
-    {
-        b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT",
-        b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
-    }
-)  # fmt: skip
 _UNDEFINED = 0xFFFFFFFF
-_SOP_CLASS = (0x0008, 0x0016)
-_SOP_INSTANCE = (0x0008, 0x0018)
-_MAX_DEPTH = 64
 #: Files up to this size are read into memory; larger ones are memory-mapped.
 _READ_WHOLE = 256 * 1024
 
@@ -124,147 +123,6 @@ def _read_all(fd: int, size: int) -> bytes:
         chunks.append(chunk)
 
 
-class _Truncated(EntryError):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class _Layout:
-    """The byte order of a data set: every number in it (tags included) follows it."""
-
-    tag_len: struct.Struct
-    tag_vr_short: struct.Struct
-    u32: struct.Struct
-
-
-_LITTLE = _Layout(struct.Struct("<HHL"), struct.Struct("<HH2sH"), struct.Struct("<L"))
-_BIG = _Layout(struct.Struct(">HHL"), struct.Struct(">HH2sH"), struct.Struct(">L"))
-
-
-def _element(
-    buf: Buffer, offset: int, end: int, explicit: bool, layout: _Layout
-) -> tuple[int, int, int, int, bool]:
-    """(group, element, value length, header size, nested explicit) at ``offset``."""
-    if explicit:
-        group, element, vr, length = layout.tag_vr_short.unpack_from(buf, offset)
-    else:
-        group, element, length = layout.tag_len.unpack_from(buf, offset)
-        return group, element, length, 8, False
-    if group == 0xFFFE:  # item tags have no VR, whatever the syntax
-        group, element, length = layout.tag_len.unpack_from(buf, offset)
-        return group, element, length, 8, explicit
-    if vr in _LONG_VRS:
-        if offset + 12 > end:
-            raise _Truncated(f"truncated: element ({group:04X},{element:04X}) header cut")
-        (length,) = layout.u32.unpack_from(buf, offset + 8)
-        # An undefined-length UN holds Implicit VR data (PS3.5 6.2.2).
-        return group, element, length, 12, vr != b"UN"
-    if vr not in _VRS:
-        raise EntryError(
-            f"malformed data set: element ({group:04X},{element:04X}) at offset {offset} "
-            f"has invalid VR {vr!r} for explicit VR encoding"
-        )
-    return group, element, length, 8, True
-
-
-def _walk(
-    buf: Buffer, offset: int, end: int, explicit: bool, depth: int, layout: _Layout = _LITTLE
-) -> int:
-    """Skip over data elements from ``offset``; return where they end.
-
-    At depth 0 the elements must end exactly at ``end``; nested (inside an item of
-    undefined length) the walk returns just after the item delimitation item.
-    """
-    if depth > _MAX_DEPTH:
-        raise EntryError("malformed data set: sequences nested more than 64 deep")
-    while offset < end:
-        if offset + 8 > end:
-            raise _Truncated(
-                f"truncated: {end - offset} stray bytes at offset {offset} where a data element "
-                "should start"
-            )
-        group, element, length, header, nested_explicit = _element(
-            buf, offset, end, explicit, layout
-        )
-        if group == 0xFFFE:
-            if element == 0xE00D and depth > 0:
-                return offset + 8
-            raise EntryError(
-                f"malformed data set: unexpected delimiter (FFFE,{element:04X}) at offset {offset}"
-            )
-        offset += header
-        if length == _UNDEFINED:
-            offset = _walk_items(
-                buf, offset, end, nested_explicit, depth + 1, (group, element), layout
-            )
-        elif offset + length > end:
-            raise _Truncated(
-                f"truncated: element ({group:04X},{element:04X}) declares {length} bytes but only "
-                f"{end - offset} remain"
-            )
-        else:
-            offset += length
-    if depth > 0:
-        raise _Truncated("truncated: an item of undefined length is not closed")
-    return offset
-
-
-def _walk_items(
-    buf: Buffer,
-    offset: int,
-    end: int,
-    explicit: bool,
-    depth: int,
-    tag: tuple[int, int],
-    layout: _Layout,
-) -> int:
-    name = f"({tag[0]:04X},{tag[1]:04X})"
-    while True:
-        if offset + 8 > end:
-            raise _Truncated(f"truncated: element {name} of undefined length is not closed")
-        group, element, length = layout.tag_len.unpack_from(buf, offset)
-        offset += 8
-        if (group, element) == (0xFFFE, 0xE0DD):
-            return offset
-        if (group, element) != (0xFFFE, 0xE000):
-            raise EntryError(
-                f"malformed data set: element {name} of undefined length holds "
-                f"({group:04X},{element:04X}) where an item should be"
-            )
-        if length == _UNDEFINED:
-            offset = _walk(buf, offset, end, explicit, depth, layout)
-        elif offset + length > end:
-            raise _Truncated(
-                f"truncated: an item of {name} declares {length} bytes but only "
-                f"{end - offset} remain"
-            )
-        else:
-            offset += length
-
-
-def _find_uids(
-    buf: Buffer, offset: int, end: int, explicit: bool, layout: _Layout = _LITTLE
-) -> tuple[str | None, str | None]:
-    """SOP Class and Instance UIDs among the first top-level elements (the structure
-    has been checked by :func:`_walk` already)."""
-    found: dict[tuple[int, int], str] = {}
-    while offset + 8 <= end:
-        group, element, length, header, nested_explicit = _element(
-            buf, offset, end, explicit, layout
-        )
-        if (group, element) > _SOP_INSTANCE:
-            break
-        offset += header
-        if length == _UNDEFINED:
-            offset = _walk_items(buf, offset, end, nested_explicit, 1, (group, element), layout)
-            continue
-        if (group, element) in (_SOP_CLASS, _SOP_INSTANCE):
-            value = bytes(buf[offset : offset + length]).rstrip(b"\x00 ")
-            found[(group, element)] = value.decode("ascii", "replace")
-        offset += length
-    return found.get(_SOP_CLASS), found.get(_SOP_INSTANCE)
-
-
 def _parse_meta(buf: bytes | mmap.mmap, offset: int, end: int) -> tuple[dict[int, str], int]:
     """File meta elements (always Explicit VR LE): {element: text}, end offset."""
     values: dict[int, str] = {}
@@ -272,36 +130,35 @@ def _parse_meta(buf: bytes | mmap.mmap, offset: int, end: int) -> tuple[dict[int
         group, element, vr, short = _TAG_VR_SHORT.unpack_from(buf, offset)
         if group != 0x0002:
             break
-        if vr in _LONG_VRS:
+        if vr in LONG_VRS:
             if offset + 12 > end:
-                raise _Truncated("truncated: file meta header cut short")
+                raise Truncated("truncated: file meta header cut short")
             (length,) = _U32.unpack_from(buf, offset + 8)
             offset += 12
-        elif vr in _VRS:
+        elif vr in VRS:
             length = short
             offset += 8
         else:
             raise EntryError(f"malformed file meta: element (0002,{element:04X}) has VR {vr!r}")
         if length == _UNDEFINED or offset + length > end:
-            raise _Truncated(f"truncated: file meta element (0002,{element:04X}) cut short")
+            raise Truncated(f"truncated: file meta element (0002,{element:04X}) cut short")
         if vr == b"UI":
             values[element] = (
                 bytes(buf[offset : offset + length]).rstrip(b"\x00 ").decode("ascii", "replace")
             )
         offset += length
     if offset < end and offset + 8 > end and bytes(buf[offset : offset + 2]) == b"\x02\x00":
-        raise _Truncated("truncated: the file ends inside a file meta element header")
+        raise Truncated("truncated: the file ends inside a file meta element header")
     return values, offset
-
-
-def _looks_explicit(buf: bytes | mmap.mmap, offset: int) -> bool:
-    return bool(bytes(buf[offset + 4 : offset + 6]) in _VRS)
 
 
 def read_header(entry: Entry) -> Header:
     """Read and check an entry; :class:`EntryError` names what is wrong with it."""
     with entry.buffer() as buf:
-        return _read_header(buf)
+        try:
+            return _read_header(buf)
+        except DatasetError as exc:
+            raise EntryError(str(exc)) from None
 
 
 def _read_header(buf: bytes | mmap.mmap) -> Header:
@@ -313,7 +170,7 @@ def _read_header(buf: bytes | mmap.mmap) -> Header:
     if size >= 132 and buf[128:132] == b"DICM":
         meta, offset = _parse_meta(buf, 132, size)
         has_meta = True
-    elif size >= 8 and buf[0:2] == b"\x02\x00" and _looks_explicit(buf, 0):
+    elif size >= 8 and buf[0:2] == b"\x02\x00" and looks_explicit(buf, 0):
         meta, offset = _parse_meta(buf, 0, size)  # meta without the 128-byte preamble
         has_meta = True
     else:
@@ -332,12 +189,12 @@ def _read_header(buf: bytes | mmap.mmap) -> Header:
             raise EntryError(
                 "not a DICOM file: no 'DICM' marker at offset 128 and no recognisable data set"
             )
-        if buf[0:2] == b"\x00\x08" and _looks_explicit(buf, 0):
+        if buf[0:2] == b"\x00\x08" and looks_explicit(buf, 0):
             syntax = EXPLICIT_VR_BE  # group 0008 written big endian
         else:
-            syntax = EXPLICIT_VR_LE if _looks_explicit(buf, 0) else IMPLICIT_VR_LE
+            syntax = EXPLICIT_VR_LE if looks_explicit(buf, 0) else IMPLICIT_VR_LE
     if offset < size and size - offset < 8:
-        raise _Truncated(
+        raise Truncated(
             f"truncated: {size - offset} stray bytes at offset {offset} where the data set "
             "should start"
         )
@@ -346,15 +203,15 @@ def _read_header(buf: bytes | mmap.mmap) -> Header:
     if syntax == DEFLATED_EXPLICIT_VR_LE:
         body, start = _inflate(buf, offset), 0
         stop = len(body)
-    layout = _BIG if syntax == EXPLICIT_VR_BE else _LITTLE
+    layout = BIG if syntax == EXPLICIT_VR_BE else LITTLE
     explicit = syntax != IMPLICIT_VR_LE
-    if start < stop and explicit != _looks_explicit(body, start) and has_meta:
+    if start < stop and explicit != looks_explicit(body, start) and has_meta:
         raise EntryError(
             f"data set is not encoded as its file meta says ({syntax}): "
             f"{'implicit' if explicit else 'explicit'} VR found at offset {offset}"
         )
-    _walk(body, start, stop, explicit, 0, layout)
-    sop_class, sop_instance = _find_uids(body, start, stop, explicit, layout)
+    walk(body, start, stop, explicit, 0, layout)
+    sop_class, sop_instance = leading_uids(body, start, stop, explicit, layout)
     if not sop_class:
         raise EntryError("missing SOP Class UID (0008,0016) in the data set")
     if not sop_instance:

@@ -618,13 +618,13 @@ def test_port_is_reusable_after_stop() -> None:
         assert second.port == port
 
 
-def test_uid_check_deferred_past_an_undefined_length_sequence(
+def test_uid_found_past_an_undefined_length_sequence(
     scp: MockScp, raw: Callable[[int], Any]
 ) -> None:
     import struct
 
-    # (0008,0006) SQ of undefined length before (0008,0018): the cheap walk gives up,
-    # and the check happens with pydicom when the violations are read.
+    # (0008,0006) SQ of undefined length before (0008,0018): the walk of the leading
+    # elements follows the sequence to its delimiter and finds the UID on the way in.
     sq = struct.pack("<HH2s2xI", 8, 6, b"SQ", 0xFFFFFFFF)
     sq += struct.pack("<HHI", 0xFFFE, 0xE000, 0) + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
     uid = b"1.2.3.777\x00"
@@ -634,7 +634,7 @@ def test_uid_check_deferred_past_an_undefined_length_sequence(
     c.store(1, CT, "1.2.3.4", data)
     assert c.read_status() == 0
     c.release()
-    assert scp.received[0].dataset_sop_instance_uid is None  # not read on the receive path
+    assert scp.received[0].dataset_sop_instance_uid == "1.2.3.777"
     [v] = scp.violations
     assert v.kind == "uid-mismatch" and "1.2.3.777" in v.detail
     assert scp.received[0].dataset_sop_instance_uid == "1.2.3.777"

@@ -9,16 +9,17 @@ import pytest
 
 import mock_scp
 from mock_scp import MockScp, StoreRequest
-from mock_scp.journal import ReceivedStore, StoreWriter, part10_bytes, safe_file_name
+from mock_scp.connection import _sniff
+from mock_scp.journal import ReceivedStore
 from mock_scp.negotiation import Policy, choose_syntax, negotiate
 from mock_scp.rules import RuleTable
-from mock_scp.wire import (
-    ProposedContext,
-    decode_command,
-    encode_command,
-    encode_p_data,
-    sniff_dataset,
-)
+from mock_scp.storage import Payload, StoreWriter, part10_bytes, safe_file_name
+from scu.protocol.pdu import ContextProposal as ProposedContext
+
+
+def sniff_dataset(data: bytes, syntax: str) -> tuple[str | None, str | None]:
+    return _sniff(data, syntax, len(data))
+
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 MR = "1.2.840.10008.5.1.4.1.1.4"
@@ -233,7 +234,7 @@ def test_per_sop_class_syntaxes_from_a_mapping() -> None:
             ProposedContext(3, MR, (EXPLICIT, IMPLICIT)),
             ProposedContext(5, "1.2.840.10008.5.1.4.1.1.7", (EXPLICIT,)),
         ],
-        scp._policy,
+        scp.policy,
     )
     assert [(r, ts) for _, r, ts in out][:2] == [(0, JPEG), (0, IMPLICIT)]
     assert out[2][1] == 3
@@ -254,43 +255,6 @@ def test_restart_and_double_start() -> None:
     with scp:
         assert scp.running and scp.port > 0
     assert not scp.running
-
-
-def test_command_codec_round_trip() -> None:
-    raw = encode_command(
-        [
-            (0x0002, CT),
-            (0x0100, 0x8001),
-            (0x0120, 7),
-            (0x0800, 0x0101),
-            (0x0900, 0xA700),
-            (0x0902, "disk full"),
-            (0x1000, "1.2.3.45"),
-        ]
-    )
-    fields = decode_command(raw)
-    assert fields[0x0000] == len(raw) - 12
-    assert (fields[0x0002], fields[0x0120], fields[0x0900], fields[0x0902], fields[0x1000]) == (
-        CT,
-        7,
-        0xA700,
-        "disk full",
-        "1.2.3.45",
-    )
-
-
-def test_p_data_fragments_respect_peer_max() -> None:
-    data = bytes(range(256)) * 40
-    out = encode_p_data(3, data, command=False, max_pdu_length=4096)
-    pos, got, lasts = 0, b"", []
-    while pos < len(out):
-        pdu_type, length = struct.unpack_from(">BxI", out, pos)
-        assert pdu_type == 4 and length <= 4096
-        item_len, _cid, ctrl = struct.unpack_from(">IBB", out, pos + 6)
-        got += out[pos + 12 : pos + 10 + item_len]
-        lasts.append(ctrl & 2)
-        pos += 6 + length
-    assert got == data and lasts[-1] and not any(lasts[:-1])
 
 
 def test_sniff_detects_wrong_vr_and_finds_uid() -> None:
@@ -339,14 +303,14 @@ def _store(uid: str, nth: int) -> ReceivedStore:
         0,
         "accept",
         nth=nth,
-        data=struct.pack("<HH2sH", 8, 0x18, b"UI", 8) + b"1.2.3.4\x00",
+        payload=Payload.of(struct.pack("<HH2sH", 8, 0x18, b"UI", 8) + b"1.2.3.4\x00"),
     )
 
 
 def test_store_writer_stays_inside_and_never_overwrites(tmp_path: Path) -> None:
     writer = StoreWriter(tmp_path / "out")
     paths = [writer.write(_store(u, n)) for n, u in enumerate(["1.2.3", "1.2.3", "../../evil"], 1)]
-    assert [p.name for p in paths] == ["1.2.3.dcm", "1.2.3.2.dcm", "store-000003.dcm"]
+    assert [p.name for p in paths] == ["1.2.3.dcm", "1.2.3_2.dcm", "store-000003.dcm"]
     assert all(p.parent == (tmp_path / "out").resolve() for p in paths)
     assert not (tmp_path / "evil").exists()
 

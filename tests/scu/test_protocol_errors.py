@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mock_scp import wire
 from scu import AssociationError, StoreScu
+from scu.protocol import pdu as wire
 from tests.support.raw_scp import Answer, RawScp, StoreSeen, response_command
 from tests.support.recorder import Recorder
 from tests.support.scu_helpers import FAST, write_series

@@ -16,6 +16,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from mock_scp import MockScp
+from scu.protocol import dimse, pdu
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 SC = "1.2.840.10008.5.1.4.1.1.7"
@@ -62,30 +63,23 @@ def scp(scp_factory: Callable[..., MockScp]) -> MockScp:
     return scp_factory()
 
 
-def _item(t: int, v: bytes) -> bytes:
-    return struct.pack(">BxH", t, len(v)) + v
-
-
 def _uid(u: str) -> bytes:
     b = u.encode()
     return b + b"\x00" if len(b) % 2 else b
 
 
-def _elem(e: int, v: bytes) -> bytes:
-    return struct.pack("<HHI", 0, e, len(v)) + v
-
-
 def store_command(sop_class: str, uid: str, message_id: int, *, dataset: bool = True) -> bytes:
-    """A C-STORE-RQ command set (implicit VR LE)."""
-    body = (
-        _elem(0x0002, _uid(sop_class))
-        + _elem(0x0100, struct.pack("<H", 1))
-        + _elem(0x0110, struct.pack("<H", message_id))
-        + _elem(0x0700, struct.pack("<H", 0))
-        + _elem(0x0800, struct.pack("<H", 0x0000 if dataset else 0x0101))
-        + _elem(0x1000, _uid(uid))
+    """A C-STORE-RQ command set (implicit VR LE), optionally claiming no data set."""
+    return dimse.encode_command(
+        [
+            (dimse.Tag.AFFECTED_SOP_CLASS_UID, sop_class),
+            (dimse.Tag.COMMAND_FIELD, dimse.C_STORE_RQ),
+            (dimse.Tag.MESSAGE_ID, message_id),
+            (dimse.Tag.PRIORITY, 0),
+            (dimse.Tag.DATA_SET_TYPE, 0x0000 if dataset else dimse.NO_DATASET),
+            (dimse.Tag.AFFECTED_SOP_INSTANCE_UID, uid),
+        ]
     )
-    return _elem(0x0000, struct.pack("<I", len(body))) + body
 
 
 def explicit_dataset(uid: str, *, pad: int = 0) -> bytes:
@@ -119,26 +113,18 @@ class RawClient:
     ) -> tuple[int, bytes]:
         """Send an A-ASSOCIATE-RQ; return the answer PDU (type, body)."""
         contexts = contexts or [(1, CT, [EXPLICIT])]
-        items = _item(0x10, b"1.2.840.10008.3.1.1.1")
-        for cid, abstract, syntaxes in contexts:
-            sub = _item(0x30, _uid(abstract)) + b"".join(_item(0x40, _uid(s)) for s in syntaxes)
-            items += _item(0x20, bytes((cid, 0, 0, 0)) + sub)
-        items += _item(0x50, _item(0x51, struct.pack(">I", max_pdu)) + _item(0x52, _uid("1.2.3.4")))
-        body = (
-            struct.pack(">H", 1)
-            + b"\x00\x00"
-            + called.encode().ljust(16)
-            + calling.encode().ljust(16)
-            + b"\x00" * 32
-            + items
+        request = pdu.AssociateRQ(
+            called_ae_title=called,
+            calling_ae_title=calling,
+            contexts=tuple(pdu.ContextProposal(c, a, tuple(ts)) for c, a, ts in contexts),
+            max_pdu_length=max_pdu,
+            implementation_class_uid="1.2.3.4",
         )
-        self.sock.sendall(struct.pack(">BxI", 1, len(body)) + body)
+        self.sock.sendall(pdu.encode_associate_rq(request))
         return self.read_pdu()
 
     def p_data(self, context_id: int, data: bytes, *, command: bool, last: bool = True) -> None:
-        control = (1 if command else 0) | (2 if last else 0)
-        pdv = struct.pack(">IBB", len(data) + 2, context_id, control) + data
-        self.sock.sendall(struct.pack(">BxI", 4, len(pdv)) + pdv)
+        self.sock.sendall(pdu.pdv_header(context_id, len(data), command=command, last=last) + data)
 
     def store(
         self, context_id: int, sop_class: str, uid: str, dataset: bytes, msg_id: int = 1
@@ -155,17 +141,13 @@ class RawClient:
         """Read a P-DATA-TF with a response command; return its Status."""
         pdu_type, body = self.read_pdu()
         assert pdu_type == 4, f"expected P-DATA-TF, got PDU type {pdu_type} {body!r}"
-        data = body[6:]
-        pos = 0
-        while pos < len(data):
-            _, elem, length = struct.unpack_from("<HHI", data, pos)
-            if elem == 0x0900:
-                return int(struct.unpack_from("<H", data, pos + 8)[0])
-            pos += 8 + length
-        raise AssertionError("no Status in the response")
+        ((_cid, _is_command, _last, data),) = list(pdu.iter_pdvs(body))
+        status = dimse.decode_command(data).status
+        assert status is not None, "no Status in the response"
+        return status
 
     def release(self) -> tuple[int, bytes]:
-        self.sock.sendall(struct.pack(">BxI", 5, 4) + b"\x00" * 4)
+        self.sock.sendall(pdu.encode_release_rq())
         return self.read_pdu()
 
     def _exact(self, n: int) -> bytes:

@@ -11,7 +11,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mock_scp import wire
+from scu.protocol import dimse, pdu
+from scu.protocol.pdu import ContextResult
 
 _HEADER = struct.Struct(">BxL")
 
@@ -46,12 +47,12 @@ def response_command(
     if status is not None:
         elements.append((0x0900, status))
     elements.append((0x1000, seen.sop_instance_uid))
-    return wire.encode_command(elements)
+    return dimse.encode_command(elements)
 
 
 def good_answer(seen: StoreSeen) -> tuple[bytes, bool]:
     return (
-        wire.encode_p_data(
+        pdu.encode_p_data(
             seen.context_id, response_command(seen), command=True, max_pdu_length=16384
         ),
         False,
@@ -130,20 +131,20 @@ class RawScp:
     def _association(self, conn: socket.socket) -> None:
         pdu_type, body = self._read(conn)
         assert pdu_type == 0x01, pdu_type
-        request = wire.decode_associate_rq(body)
+        request = pdu.decode_associate_rq(body)
         self.associations += 1
         results = [
-            (c.context_id, 0, self.accept_syntax or c.transfer_syntaxes[0])
+            ContextResult(c.context_id, 0, self.accept_syntax or c.transfer_syntaxes[0])
             for c in request.contexts
         ]
-        conn.sendall(wire.encode_associate_ac(request, results, self.max_pdu_length))
+        conn.sendall(pdu.encode_associate_ac(request, results, max_pdu_length=self.max_pdu_length))
         command = bytearray()
         have_command = False
         while True:
             pdu_type, body = self._read(conn)
             if pdu_type in (0x05, 0x07):  # A-RELEASE-RQ / A-ABORT
                 if pdu_type == 0x05 and self.answer_release:
-                    conn.sendall(wire.encode_release_rp())
+                    conn.sendall(pdu.encode_release_rp())
                 elif pdu_type == 0x05:
                     conn.recv(1)  # until the SCU gives up and closes
                 return
@@ -156,13 +157,13 @@ class RawScp:
                     command += data
                     have_command = bool(control & 0x02)
                 elif control & 0x02 and have_command:
-                    fields = wire.decode_command(bytes(command))
+                    fields = dimse.decode_command(bytes(command))
                     seen = StoreSeen(
                         len(self.stores) + 1,
                         context_id,
-                        int(fields[0x0110]),
-                        str(fields[0x0002]),
-                        str(fields[0x1000]),
+                        fields.message_id or 0,
+                        fields.affected_sop_class_uid or "",
+                        fields.affected_sop_instance_uid or "",
                     )
                     self.stores.append(seen)
                     command, have_command = bytearray(), False
