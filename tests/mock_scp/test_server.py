@@ -781,3 +781,50 @@ def test_request_listener_fires_before_the_answer(scp: MockScp, h: Any) -> None:
     sender.join(10)
     assoc.abort()
     assert [r.action for r in scp.received] == ["interrupted"]
+
+
+def test_nul_padded_uids_in_a_request_are_tolerated_and_recorded(scp: MockScp) -> None:
+    """Some SCUs pad odd-length UIDs in the A-ASSOCIATE-RQ with a NUL (PS3.8 9.3.2.2
+    writes them unpadded): the mock reads them without the NUL, accepts the context,
+    and records the padding as the SCU's violation."""
+    import socket
+    import struct
+
+    from scu.protocol import pdu
+
+    def item(kind: int, value: bytes) -> bytes:
+        return struct.pack(">BxH", kind, len(value)) + value
+
+    ct, explicit = CT.encode() + b"\x00", b"1.2.840.10008.1.2.1\x00"
+    context = b"\x01\x00\x00\x00" + item(0x30, ct) + item(0x40, explicit)
+    user = item(0x51, struct.pack(">L", 16384)) + item(0x52, b"1.2.3.4.5\x00")
+    body = (
+        struct.pack(">H", 1)
+        + b"\x00\x00"
+        + b"ANY-SCP".ljust(16)
+        + b"PADDING-SCU".ljust(16)
+        + bytes(32)
+        + item(0x10, b"1.2.840.10008.3.1.1.1\x00")
+        + item(0x20, context)
+        + item(0x50, user)
+    )
+    with socket.create_connection(("127.0.0.1", scp.port), timeout=5) as sock:
+        sock.sendall(struct.pack(">BxL", 1, len(body)) + body)
+        header = sock.recv(6, socket.MSG_WAITALL)
+        kind, length = struct.unpack(">BxL", header)
+        answer = sock.recv(length, socket.MSG_WAITALL)
+        assert kind == 0x02, answer
+        accept = pdu.decode_associate_ac(answer)
+        assert accept.context(1) == pdu.ContextResult(1, 0, "1.2.840.10008.1.2.1")
+        assert accept.anomalies == ()  # and nothing padded on our side either
+        sock.sendall(pdu.encode_release_rq())
+        assert sock.recv(6, socket.MSG_WAITALL)[0] == 0x06
+    assert scp.wait_idle(5)
+    (record,) = scp.associations
+    assert record.proposed_contexts == [(1, CT, ("1.2.840.10008.1.2.1",))]
+    assert record.implementation_class_uid == "1.2.3.4.5"
+    notes = [v.detail for v in scp.violations if v.kind == "negotiation"]
+    assert any("padded with a NUL" in n and "abstract syntax" in n for n in notes), notes
+    assert any("padded with a NUL" in n and "transfer syntax" in n for n in notes), notes
+    assert any("Implementation Class UID" in n for n in notes), notes
+    assert any("application context" in n for n in notes), notes
