@@ -21,15 +21,13 @@ import ssl
 import struct
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from scu.protocol.dataset import BIG, LITTLE, DatasetError, encoding_problem, leading_uids
 from scu.protocol.pdu import AssociateRQ, ContextResult, UserIdentity
 from scu.protocol.status import StatusCategory, classify
-from scu.protocol.uids import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, IMPLICIT_VR_LE
 
+from .checks import error_comment, sniff, uid_mismatch, unanswerable
 from .config import ScpConfig
 from .journal import AssociationRecord, Journal, ReceivedStore, Violation
 from .machine import (
@@ -63,7 +61,7 @@ from .storage import (
     StoreWriter,
 )
 
-__all__ = ["Connection", "ServerPort", "uid_mismatch"]
+__all__ = ["Connection", "ServerPort"]
 
 _RECV_SIZE = 128 * 1024
 _DRAIN_SECONDS = 1.0
@@ -400,8 +398,8 @@ class Connection:
             if close_at_once or not sent:
                 self.machine.closing = None  # close at once, as storescp and Orthanc do
             return
-        if self.config.strict and _unanswerable(request):
-            self._handle(self.machine.refuse(_unanswerable(request) or ""))
+        if self.config.strict and unanswerable(request):
+            self._handle(self.machine.refuse(unanswerable(request) or ""))
             return
         results = [
             ContextResult(cid, result, syntax)
@@ -529,7 +527,7 @@ class Connection:
             return
         store.complete = True
         req = store.request
-        problem, uid = _sniff(store.sink.head, req.transfer_syntax, store.sink.payload.size)
+        problem, uid = sniff(store.sink.head, req.transfer_syntax, store.sink.payload.size)
         if problem is not None:
             self._violation("wrong-transfer-syntax", problem, req.message_id)
         decision = store.decision
@@ -565,7 +563,7 @@ class Connection:
             # Written before the answer: a store that cannot be kept is not a success.
             path = store.file.commit(store.request.sop_instance_uid, store.request.nth)
             if path is None:
-                status, comment = 0xA700, _comment(store.file.error or "cannot write")
+                status, comment = 0xA700, error_comment(store.file.error or "cannot write")
             store.file = None
             received = self._store_ended(status, action.name, True, comment)
             if received is not None:
@@ -621,56 +619,3 @@ class Connection:
 
 def _abstract(request: AssociateRQ, context_id: int) -> str:
     return next((c.abstract_syntax for c in request.contexts if c.context_id == context_id), "")
-
-
-def _unanswerable(request: AssociateRQ) -> str | None:
-    """Why no A-ASSOCIATE-AC can answer a request (strict mode refuses it)."""
-    ids = [c.context_id for c in request.contexts]
-    if len(ids) != len(set(ids)):
-        return "presentation context IDs proposed twice"
-    if len(ids) > 128:
-        return f"{len(ids)} presentation contexts proposed (the standard allows 128)"
-    return None
-
-
-def _comment(text: str) -> str:
-    """An Error Comment (LO: 64 characters, no backslash or control characters)."""
-    clean = "".join(c if " " <= c <= "~" and c != "\\" else "?" for c in text)
-    return clean[:64]
-
-
-def uid_mismatch(store: ReceivedStore, dataset_uid: str) -> Violation:
-    found = repr(dataset_uid) if dataset_uid else "no SOP Instance UID"
-    return Violation(
-        "uid-mismatch",
-        store.association_id,
-        f"command Affected SOP Instance UID {store.sop_instance_uid!r} but the dataset has {found}",
-        store.message_id,
-    )
-
-
-def _sniff(head: bytes, syntax: str, size: int) -> tuple[str | None, str | None]:
-    """``(problem, sop_instance_uid)`` from the first bytes of a data set of ``size``
-    bytes: why it cannot be in ``syntax``, and its SOP Instance UID when found among the
-    leading elements (``""``: it has none; ``None``: not found cheaply, to be decoded
-    later)."""
-    if not head:
-        return None, None
-    problem = encoding_problem(head, syntax)
-    if problem is not None:
-        return problem, None
-    data = head
-    if syntax == DEFLATED_EXPLICIT_VR_LE:
-        try:
-            data = zlib.decompressobj(-zlib.MAX_WBITS).decompress(head, 1 << 20)
-        except zlib.error:
-            return None, None
-    layout = BIG if syntax == EXPLICIT_VR_BE else LITTLE
-    try:
-        _sop_class, instance = leading_uids(data, 0, len(data), syntax != IMPLICIT_VR_LE, layout)
-    except (DatasetError, struct.error):
-        return None, None
-    if instance is None:
-        whole = size <= len(head) and syntax != DEFLATED_EXPLICIT_VR_LE
-        return None, "" if whole else None
-    return None, instance

@@ -23,15 +23,15 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from scu.protocol.acse import parse_reject
 from scu.protocol.pdu import AssociateRQ, UserIdentity
-from scu.protocol.uids import APPLICATION_CONTEXT_NAME
 
+from .admission import Admission, RejectRule, check_identity
+from .checks import uid_mismatch
 from .config import IdentityCheck, ScpConfig, is_loopback
-from .connection import Connection, uid_mismatch
+from .connection import Connection
 from .errors import MockScpError
 from .journal import AssociationRecord, Journal, Listener, ReceivedStore, Violation, printable
 from .negotiation import Policy
@@ -39,18 +39,6 @@ from .rules import Decision, Rule, RuleBuilder, RuleTable, StoreRequest
 from .storage import PayloadStore, StoreWriter, payload_store
 
 __all__ = ["Listener", "MockScp", "RejectRule"]
-
-
-@dataclass(eq=False)
-class RejectRule:
-    """An association-reject rule; ``used`` counts the rejections it caused."""
-
-    result: int
-    source: int
-    reason: int
-    times: int | None
-    close_at_once: bool = False
-    used: int = 0
 
 
 class _Port:
@@ -65,10 +53,10 @@ class _Port:
         self.writer = scp._writer
 
     def admit(self, request: AssociateRQ) -> tuple[tuple[int, int, int], str, bool] | None:
-        return self._scp._admit(request)
+        return self._scp._admission.admit(request)
 
     def release_slot(self) -> None:
-        self._scp._release_slot()
+        self._scp._admission.release()
 
     def next_nth(self) -> int:
         return self._scp._rules.next_nth()
@@ -77,31 +65,7 @@ class _Port:
         return self._scp._decide(request)
 
     def check_identity(self, identity: UserIdentity | None) -> tuple[bool, bytes | None]:
-        return _check_identity(self.config.require_user_identity, identity)
-
-
-def _check_identity(
-    check: IdentityCheck | None, identity: UserIdentity | None
-) -> tuple[bool, bytes | None]:
-    """Whether an identity is accepted, and the server response to send back."""
-    if check is None:
-        return True, None
-    if identity is None:
-        return False, None
-    if isinstance(check, Mapping):
-        if identity.kind not in (1, 2):
-            return False, None
-        username = identity.primary.decode("utf-8", "replace")
-        if username not in check:
-            return False, None
-        expected = check[username]
-        if expected is not None and identity.secondary.decode("utf-8", "replace") != expected:
-            return False, None
-        return True, None
-    verdict = check(identity)
-    if isinstance(verdict, bytes):
-        return True, verdict
-    return bool(verdict), None
+        return check_identity(self.config.require_user_identity, identity)
 
 
 class MockScp:
@@ -202,8 +166,7 @@ class MockScp:
         self._writer = None if config.store_dir is None else StoreWriter(config.store_dir)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._rejects: list[RejectRule] = []
-        self._open_associations = 0
+        self._admission = Admission(config)
         self._connections: dict[int, socket.socket] = {}  # thread ident -> socket
         self._threads: list[threading.Thread] = []
         self._in_flight = 0
@@ -311,10 +274,7 @@ class MockScp:
             raise ValueError(f"times: expected an int >= 1 or None (always), got {times!r}")
         if not isinstance(close_at_once, bool):
             raise ValueError(f"close_at_once: expected a bool, got {close_at_once!r}")
-        rule = RejectRule(r, s, why, times, close_at_once)
-        with self._lock:
-            self._rejects.append(rule)
-        return rule
+        return self._admission.add(RejectRule(r, s, why, times, close_at_once))
 
     def add_listener(self, fn: Listener) -> None:
         """Call ``fn`` from server threads with an :class:`AssociationRecord` when an
@@ -342,8 +302,7 @@ class MockScp:
         """Clear rules, reject rules, journal, errors, listeners, kept data sets and the
         nth counter."""
         self._rules.reset()
-        with self._lock:
-            self._rejects.clear()
+        self._admission.clear()
         self._journal.reset()
         self._payloads.reset()
 
@@ -570,39 +529,6 @@ class MockScp:
             with self._lock:
                 self._connections.pop(ident, None)
                 self._idle.notify_all()
-
-    def _admit(self, request: AssociateRQ) -> tuple[tuple[int, int, int], str, bool] | None:
-        """The reject for this request, if any; otherwise one association slot is taken."""
-        config = self.config
-        if not request.protocol_version & 1:
-            return (1, 2, 2), "protocol version not supported", False
-        if request.application_context != APPLICATION_CONTEXT_NAME:
-            why = f"application context {request.application_context!r} not supported"
-            return (1, 1, 2), why, False
-        with self._lock:
-            for rule in self._rejects:
-                if rule.times is None or rule.used < rule.times:
-                    rule.used += 1
-                    triple = (rule.result, rule.source, rule.reason)
-                    return triple, "reject_associations rule", rule.close_at_once
-            if config.require_called_ae_title and request.called_ae_title != config.ae_title:
-                why = f"called AE title {request.called_ae_title!r} is not {config.ae_title!r}"
-                return (1, 1, 7), why, False
-            allowed = config.require_calling_ae_titles
-            if allowed is not None and request.calling_ae_title not in allowed:
-                return (
-                    (1, 1, 3),
-                    f"calling AE title {request.calling_ae_title!r} not allowed",
-                    False,
-                )
-            if self._open_associations >= config.max_associations:
-                return (2, 3, 2), f"max_associations ({config.max_associations}) reached", False
-            self._open_associations += 1
-        return None
-
-    def _release_slot(self) -> None:
-        with self._lock:
-            self._open_associations -= 1
 
 
 def _undecodable(store: ReceivedStore, exc: BaseException) -> Violation:

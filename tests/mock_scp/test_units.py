@@ -9,7 +9,7 @@ import pytest
 
 import mock_scp
 from mock_scp import MockScp, StoreRequest
-from mock_scp.connection import _sniff
+from mock_scp.checks import sniff
 from mock_scp.journal import ReceivedStore
 from mock_scp.negotiation import Policy, choose_syntax, negotiate
 from mock_scp.rules import RuleTable
@@ -18,7 +18,7 @@ from scu.protocol.pdu import ContextProposal as ProposedContext
 
 
 def sniff_dataset(data: bytes, syntax: str) -> tuple[str | None, str | None]:
-    return _sniff(data, syntax, len(data))
+    return sniff(data, syntax, len(data))
 
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
