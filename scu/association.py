@@ -68,9 +68,6 @@ log = logging.getLogger("scu.association")
 CHUNK_SIZE = 1 << 20
 #: PDV size used when the SCP announces no limit (Maximum Length 0).
 UNLIMITED_PDV = 1 << 20
-#: The smallest peer maximum PDU length we work with: room for a PDV header and some
-#: data. Smaller values (PS3.8 sets no minimum) cannot carry a command set sensibly.
-MIN_PEER_PDU = 64
 #: The largest P-DATA-TF we read from the SCP: a response is a few hundred bytes.
 MAX_INCOMING_PDU = 64 << 20
 _RECV_SIZE = 64 * 1024
@@ -241,13 +238,6 @@ class Association:
             sock.close()
             raise failed(_why_not(event, "A-ASSOCIATE-RQ"))
         accept = event.accept
-        if 0 < accept.max_pdu_length < MIN_PEER_PDU:
-            _send_quietly(sock, machine.abort())
-            sock.close()
-            raise failed(
-                f"the SCP announced a maximum PDU length of {accept.max_pdu_length} bytes, too "
-                f"small to carry a C-STORE (at least {MIN_PEER_PDU} needed)"
-            )
         negotiated = _negotiated(contexts, accept)
         endpoint.log.debug(
             "<- A-ASSOCIATE-AC max PDU %d, %d of %d contexts accepted",

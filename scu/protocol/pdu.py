@@ -591,6 +591,8 @@ def encode_p_data(
     """``data`` as one or more P-DATA-TF PDUs no larger than the peer's maximum (0: no
     limit), the last with its "last fragment" bit."""
     room = max_pdv_data(max_pdu_length, unlimited=max(len(data), 2))
+    if room < 2:
+        raise ValueError(f"a maximum PDU length of {max_pdu_length} leaves no room for data")
     view = memoryview(data)
     parts: list[bytes | memoryview] = []
     start = 0

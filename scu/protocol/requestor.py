@@ -11,7 +11,9 @@ A-RELEASE-RP). Deadlines are the driver's (it owns the clock): it calls
 :meth:`Requestor.deadline_passed` and the table decides.
 
 A local call the table does not allow in the current state is a bug in the caller and
-raises :class:`LocalProtocolError`; anything the peer does is in the table.
+raises :class:`LocalProtocolError`; anything the peer does once the association has
+been requested is in the table (before :meth:`Requestor.associate` there is no peer, and
+feeding the machine peer input is a bug too).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from scu.protocol.stream import (
 )
 
 __all__ = [
+    "MIN_PEER_PDU",
     "TABLE",
     "Accepted",
     "Act",
@@ -201,6 +204,23 @@ ScuEvent = (
     | TimedOut
 )
 
+#: The smallest peer Maximum Length worth working with: room for a PDV header and some
+#: data (PS3.8 sets no minimum; below this a command set cannot be carried sensibly).
+MIN_PEER_PDU = 64
+
+_CONTROL_TRIGGERS = {
+    PduType.ASSOCIATE_AC: Trigger.ACCEPTED,
+    PduType.ASSOCIATE_RJ: Trigger.REJECTED,
+    PduType.ABORT: Trigger.PEER_ABORT,
+    PduType.RELEASE_RP: Trigger.RELEASE_REPLY,
+    PduType.RELEASE_RQ: Trigger.RELEASE_REQUEST,
+    PduType.ASSOCIATE_RQ: Trigger.UNEXPECTED,
+}
+#: Where an A-ASSOCIATE-AC or -RJ is worth decoding (anywhere else it is refused unread).
+_DECODED = frozenset(
+    {(Trigger.ACCEPTED, ScuState.ASSOCIATING), (Trigger.REJECTED, ScuState.ASSOCIATING)}
+)
+
 #: What the SCU is prepared to receive: small control PDUs, response command sets.
 SCU_LIMITS = Limits(max_associate_pdu=256 * 1024, max_command=64 * 1024, max_dataset=0)
 
@@ -301,14 +321,17 @@ class Requestor:
             self._outbox.append(pdu.encode_abort(2, reason))
             out.append(PeerViolation(detail))
 
-    def _unexpected(self, what: str, out: list[ScuEvent]) -> None:
+    def _peer(self, trigger: Trigger, what: str, out: list[ScuEvent]) -> Act:
+        """Fire a trigger the peer caused; when the table answers it with an A-ABORT, the
+        peer sent what the state does not allow."""
         state = self.state
-        act = self._fire(Trigger.UNEXPECTED)
+        act = self._fire(trigger)
         if act is Act.SEND_ABORT:
             self._outbox.append(pdu.encode_abort(2, 2))
             out.append(
                 PeerViolation(f"the SCP sent {what} while the association was {state.value}")
             )
+        return act
 
     def _on_stream_event(self, event: StreamEvent, out: list[ScuEvent]) -> None:
         if isinstance(event, ControlPdu):
@@ -325,48 +348,51 @@ class Requestor:
                 out,
             )
         elif isinstance(event, DatasetChunk | DatasetComplete):  # pragma: no cover
-            self._unexpected("a data set", out)  # the decoder refuses these first
+            self._violation("the SCP sent a data set", 2, out)  # the decoder refuses it first
 
     def _on_control(self, event: ControlPdu, out: list[ScuEvent]) -> None:
         kind = event.pdu_type
+        trigger = _CONTROL_TRIGGERS[kind]
+        # Only what the state can use is decoded; the table judges the rest.
+        usable = (trigger, self.state) in _DECODED
         try:
-            if kind is PduType.ASSOCIATE_AC and self.state is ScuState.ASSOCIATING:
+            if kind is PduType.ASSOCIATE_AC and usable:
                 accept = pdu.decode_associate_ac(event.body)
-                self._fire(Trigger.ACCEPTED)
+                if 0 < accept.max_pdu_length < MIN_PEER_PDU:
+                    self._violation(
+                        f"the SCP announced a maximum PDU length of {accept.max_pdu_length} "
+                        f"bytes, too small to carry a C-STORE (at least {MIN_PEER_PDU} needed)",
+                        6,
+                        out,
+                    )
+                    return
+                self._fire(trigger)
                 self.accept = accept
                 out.append(Accepted(accept))
-            elif kind is PduType.ASSOCIATE_RJ and self.state is ScuState.ASSOCIATING:
+            elif kind is PduType.ASSOCIATE_RJ and usable:
                 rejection = pdu.decode_associate_rj(event.body)
-                self._fire(Trigger.REJECTED)
+                self._fire(trigger)
                 out.append(Rejected(rejection))
             elif kind is PduType.ABORT:
                 source, reason = pdu.decode_abort(event.body) if len(event.body) >= 4 else (2, 0)
-                if self._fire(Trigger.PEER_ABORT) is not Act.NONE:
+                if self._fire(trigger) is not Act.NONE:
                     out.append(PeerAborted(source, reason))
-            elif kind is PduType.RELEASE_RP and self.state is ScuState.RELEASING:
-                self._fire(Trigger.RELEASE_REPLY)
-                out.append(Released())
-            elif kind is PduType.RELEASE_RQ and self.state in (
-                ScuState.ESTABLISHED,
-                ScuState.RELEASING,
-            ):
-                was_releasing = self.state is ScuState.RELEASING
-                self._fire(Trigger.RELEASE_REQUEST)
-                self._outbox.append(pdu.encode_release_rp())
-                if not was_releasing:
-                    out.append(Released())
             else:
-                self._unexpected(kind.label, out)
+                was = self.state
+                act = self._peer(trigger, kind.label, out)
+                if act is Act.SEND_RELEASE_RP:
+                    self._outbox.append(pdu.encode_release_rp())
+                    if was is not ScuState.RELEASING:
+                        out.append(Released())
+                elif act is Act.CLOSE and trigger is Trigger.RELEASE_REPLY:
+                    out.append(Released())
         except PduError as exc:
             self._violation(f"malformed {kind.label}: {exc}", 6, out)
 
     def _on_command(self, event: CommandReceived, out: list[ScuEvent]) -> None:
         command = event.command
-        if self.state is ScuState.RELEASING:
-            self._fire(Trigger.RESPONSE)  # late data during release: ignored
-            return
         if self.state is not ScuState.AWAITING_RESPONSE or self._expected is None:
-            self._unexpected(command.name, out)
+            self._peer(Trigger.RESPONSE, command.name, out)  # late data in release: ignored
             return
         context_id, message_id, response_field = self._expected
         problem = None

@@ -141,7 +141,7 @@ class Decoder:
     @property
     def in_message(self) -> bool:
         """Whether a DIMSE message has started and not ended (command or data set)."""
-        return bool(self._command) or self._dataset_context is not None
+        return self._command_context is not None or self._dataset_context is not None
 
     @property
     def in_pdu(self) -> bool:
