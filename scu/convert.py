@@ -13,10 +13,16 @@ Every failure raises :class:`ConversionError` with the reason in words.
 
 from __future__ import annotations
 
+import atexit
 import io
+import os
+import pickle
+import struct
+import subprocess
+import sys
 import threading
 import zlib
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from pydicom import dcmread
@@ -143,12 +149,110 @@ def _encode_jpeg_baseline(ds: Dataset) -> None:
 def convert(entry: Entry, header: Header, target: str) -> bytes:
     """The entry's data set encoded in ``target``, as bytes ready for the wire.
 
-    Conversions run one at a time in a process: pylibjpeg-openjpeg's encoder is not
-    thread-safe (two workers encoding JPEG 2000 at once crash the interpreter), and
-    the pixel codecs hold the GIL for most of their work anyway.
+    Conversions run one at a time, in a child process: the native codecs can crash
+    (pylibjpeg-rle panics on a corrupt stream, pylibjpeg-openjpeg's encoder is not
+    thread-safe and two encodings at once segfault), and a crash must fail one entry,
+    not take the sender down. The child is started on first use and replaced after a
+    crash. Only KeyboardInterrupt and SystemExit pass through.
     """
     with _CODEC_LOCK:
+        return _CONVERTER.run(entry, header, target)
+
+
+class _Converter:
+    """The one child process conversions run in (see :func:`convert`): a plain Python
+    child on pipes (multiprocessing's spawn would re-import the caller's main script),
+    fed one pickled job at a time."""
+
+    def __init__(self) -> None:
+        self._child: subprocess.Popen[bytes] | None = None
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        if self._child is None or self._child.poll() is not None:
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+            self._child = subprocess.Popen(
+                [sys.executable, "-c", "from scu.convert import serve_child; serve_child()"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+                close_fds=True,
+            )
+        return self._child
+
+    def run(self, entry: Entry, header: Header, target: str) -> bytes:
+        child = self._start()
+        job = pickle.dumps((Entry(entry.name, path=entry.path, data=entry.data), header, target))
+        try:
+            assert child.stdin is not None and child.stdout is not None
+            child.stdin.write(_LENGTH.pack(len(job)) + job)
+            child.stdin.flush()
+            outcome = pickle.loads(_read_message(child.stdout))
+        except (OSError, EOFError, pickle.UnpicklingError):
+            code = child.wait()
+            self._child = None
+            how = f"signal {-code}" if code < 0 else f"exit status {code}"
+            raise ConversionError(
+                f"the codec crashed converting the data set to {syntax_name(target)} "
+                f"(the converter process died: {how}); this entry fails, the others go on"
+            ) from None
+        if isinstance(outcome, str):
+            raise ConversionError(outcome)
+        assert isinstance(outcome, bytes)
+        return outcome
+
+    def close(self) -> None:
+        child, self._child = self._child, None
+        if child is not None and child.poll() is None:
+            assert child.stdin is not None
+            child.stdin.close()  # the child ends on EOF
+            try:
+                child.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+_LENGTH = struct.Struct(">Q")
+_CONVERTER = _Converter()
+atexit.register(_CONVERTER.close)
+
+
+def _read_message(stream: IO[bytes]) -> bytes:
+    header = stream.read(_LENGTH.size)
+    if len(header) < _LENGTH.size:
+        raise EOFError
+    (size,) = _LENGTH.unpack(header)
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError
+    return data
+
+
+def serve_child() -> None:
+    """The converter process: jobs in on stdin, results out on stdout, until EOF."""
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing a library prints may corrupt the results
+    while True:
+        try:
+            entry, header, target = pickle.loads(_read_message(stdin))
+        except EOFError:
+            return
+        result = pickle.dumps(_convert_in_child(entry, header, target))
+        stdout.write(_LENGTH.pack(len(result)) + result)
+        stdout.flush()
+
+
+def _convert_in_child(entry: Entry, header: Header, target: str) -> bytes | str:
+    """Runs in the converter process: the bytes, or why not in words. Any failure is
+    caught here, the panics of Rust codecs (BaseException subclasses) included."""
+    try:
         return _convert(entry, header, target)
+    except ConversionError as exc:
+        return str(exc)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        return f"the codec failed converting to {syntax_name(target)}: {type(exc).__name__}: {exc}"
 
 
 def _convert(entry: Entry, header: Header, target: str) -> bytes:

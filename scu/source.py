@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 import struct
 import zlib
 from collections.abc import Iterator
@@ -41,7 +42,7 @@ from scu.protocol.uids import (
     uid_problem,
 )
 
-__all__ = ["Entry", "EntryError", "Header", "read_header"]
+__all__ = ["MAX_INFLATED", "Entry", "EntryError", "Header", "file_kind", "read_header"]
 
 _TAG_VR_SHORT = struct.Struct("<HH2sH")
 _U32 = struct.Struct("<L")
@@ -84,7 +85,8 @@ class Entry:
             return
         assert self.path is not None
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            # O_NONBLOCK: a FIFO put where a file was queued must not hang the open.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             raise EntryError(f"file not found: {self.path}") from None
         except IsADirectoryError:
@@ -92,7 +94,12 @@ class Entry:
         except OSError as exc:
             raise EntryError(f"cannot open {self.path}: {exc.strerror or exc}") from None
         try:
-            size = os.fstat(fd).st_size
+            info = os.fstat(fd)
+            if stat.S_ISDIR(info.st_mode):
+                raise EntryError(f"is a directory, not a file: {self.path}")
+            if not stat.S_ISREG(info.st_mode):
+                raise EntryError(f"{self.path} is not a regular file ({file_kind(info.st_mode)})")
+            size = info.st_size
             if size <= _READ_WHOLE:
                 try:
                     data = _read_all(fd, size)
@@ -230,8 +237,41 @@ def _plausible_dataset_start(buf: bytes | mmap.mmap) -> bool:
     return 0x0002 < group_le <= 0x0010 or 0x0002 < group_be <= 0x0010
 
 
+#: The largest inflated data set accepted: beyond it a deflated file is refused as a
+#: deflate bomb instead of filling the memory.
+MAX_INFLATED = 256 << 20
+
+
 def _inflate(buf: Buffer, offset: int) -> bytes:
+    """Inflate in steps, never beyond :data:`MAX_INFLATED`."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    out = bytearray()
+    view = memoryview(buf)[offset:]
     try:
-        return zlib.decompress(bytes(buf[offset:]), -zlib.MAX_WBITS)
+        for start in range(0, len(view), 1 << 20):
+            out += inflater.decompress(view[start : start + (1 << 20)], MAX_INFLATED + 1 - len(out))
+            if len(out) > MAX_INFLATED or inflater.unconsumed_tail:
+                raise EntryError(
+                    f"deflated data set inflates beyond {MAX_INFLATED >> 20} MiB from "
+                    f"{len(view)} bytes: refused as a deflate bomb"
+                )
+        out += inflater.flush()
     except zlib.error as exc:
         raise EntryError(f"corrupt deflated data set: {exc}") from None
+    finally:
+        view.release()
+    return bytes(out)
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"

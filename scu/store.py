@@ -13,6 +13,7 @@ import fnmatch
 import logging
 import os
 import ssl
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from scu.planning import SyntaxPolicy
 from scu.preflight import preflight
 from scu.protocol.ae import check_ae_title
 from scu.result import PreflightItem, TransferResult
-from scu.source import Entry
+from scu.source import Entry, file_kind
 from scu.transfer import Callback, Callbacks, Transfer
 
 __all__ = ["UNSET", "StoreScu", "build_endpoint", "resolve_called_ae_title"]
@@ -173,10 +174,17 @@ class StoreScu:
     def add_file(self, path: str | os.PathLike[str]) -> None:
         """Queue one file. Raises :class:`FileNotFoundError` if it does not exist."""
         text = os.fspath(path)
-        if not os.path.exists(text):
-            raise FileNotFoundError(f"add_file: no such file: {text}")
-        if os.path.isdir(text):
+        try:
+            mode = os.stat(text).st_mode
+        except FileNotFoundError:
+            raise FileNotFoundError(f"add_file: no such file: {text}") from None
+        if stat.S_ISDIR(mode):
             raise IsADirectoryError(f"add_file: {text} is a directory; use add_directory()")
+        if not stat.S_ISREG(mode):
+            raise ValueError(
+                f"add_file: {text} is {file_kind(mode)}, not a regular file; only regular "
+                "files (or add_file_from_memory) can be sent"
+            )
         self._entries.append(Entry(text, path=text))
 
     def add_directory(
