@@ -1,19 +1,16 @@
 """``scukit serve``: the mock Storage SCP as a standalone server for any SCU.
 
-```
-scukit serve [--host 127.0.0.1] [--port 0] [--ae-title MOCK-SCP] [--scenario FILE]
-             [--store-dir DIR] [--json]
-```
-
 The first line on stdout is exactly ``listening on HOST:PORT`` (flushed), so a script
 can start the server on port 0 and read the bound port. Then one line per association
-opened or ended and per store received (JSON objects, one per line, with ``--json``).
-SIGINT or SIGTERM stops the server, prints the journal summary (stores, statuses,
-associations, violations, server errors) and exits 0.
+opened or ended and per store (JSON objects, one per line, with ``--json``); everything
+a peer sent is escaped before it is printed. SIGINT or SIGTERM stops the server, prints
+the journal summary and exits 0.
 
-``--scenario FILE`` configures the server from the ``scp`` section of a scenario file
-(options, store rules, association rejects); ``--host/--port/--ae-title/--store-dir``
-given on the command line override the file.
+Every MockScp option has a flag; ``--scenario FILE|NAME`` configures the server from the
+``scp`` section of a scenario file (options, store rules, association rejects) and the
+flags given on the command line override it. Unlike MockScp in a test, ``serve`` keeps
+no data set by default (``--keep-data`` keeps them, in spill files beyond
+``--memory-budget``), so it can run for days.
 
 Also runnable without the ``scukit`` dispatcher: ``python -m mock_scp.cli [options]``.
 """
@@ -23,12 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import ssl
 import sys
 import threading
+import warnings
 from collections import Counter
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
+
+from mock_scp.journal import printable
 
 if TYPE_CHECKING:
     from mock_scp import MockScp
@@ -46,53 +47,235 @@ EXIT_USAGE = 2  # bad option or scenario, found before the server starts
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+HELP = """\
+Run the mock Storage SCP as a standalone server for any SCU (DCMTK storescu, a Node
+program, a modality simulator). The first line printed is "listening on HOST:PORT";
+then one line per association and per store. SIGINT or SIGTERM stops it with a summary
+(exit 0). It binds 127.0.0.1 unless --host says otherwise (binding another address
+prints a warning: other machines can then reach it). Exit codes: 0 stopped by a signal,
+1 could not listen, 2 bad option or scenario (found before listening).
+"""
+
+
 def register_serve(subparsers: Any) -> None:
     """Add the ``serve`` subcommand to a ``scukit`` argparse subparsers object."""
     parser = subparsers.add_parser(
         "serve",
         help="run the mock Storage SCP as a standalone server",
-        description=(__doc__ or "").split("\n\n")[0],
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_arguments(parser)
     parser.set_defaults(func=run_serve)
 
 
+def _seconds(text: str) -> float | None:
+    """A timeout: seconds, or 0 for none."""
+    value = float(text)
+    return None if value == 0 else value
+
+
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--host", default=None, help=f"address to bind (default {DEFAULT_HOST}; loopback only)"
-    )
-    parser.add_argument(
-        "--port", type=int, default=None, help="port to bind (default 0: a free port)"
-    )
-    parser.add_argument(
-        "--ae-title", default=None, help=f"the server's AE title (default {DEFAULT_AE_TITLE})"
-    )
-    parser.add_argument(
+    add = parser.add_argument
+    add("--host", default=None, help=f"address to bind (default {DEFAULT_HOST}, loopback)")
+    add("--port", type=int, default=None, help="port to bind (default 0: a free port)")
+    add("--ae-title", default=None, help=f"the server's AE title (default {DEFAULT_AE_TITLE})")
+    add(
         "--scenario",
         type=Path,
         default=None,
         metavar="FILE",
-        help="configure the server from the scp section of a scenario file",
+        help="configure the server from the scp section of a scenario file or library name",
     )
-    parser.add_argument(
+    group = parser.add_argument_group("negotiation")
+    group.add_argument(
+        "--sop-class",
+        dest="sop_classes",
+        action="append",
+        metavar="UID|KEYWORD",
+        help="accept only these SOP classes (repeat; default: every storage class "
+        "storescp +xa accepts)",
+    )
+    group.add_argument(
+        "--accept-unknown-sop-classes",
+        action="store_true",
+        default=None,
+        help="also accept SOP classes nobody knows (private ones)",
+    )
+    group.add_argument(
+        "--transfer-syntax",
+        dest="transfer_syntaxes",
+        action="append",
+        metavar="UID|KEYWORD",
+        help="accepted transfer syntaxes, in preference order after Explicit and Implicit "
+        "VR Little Endian (repeat; default: every one storescp +xa accepts)",
+    )
+    group.add_argument(
+        "--transfer-syntaxes-for",
+        dest="per_class",
+        action="append",
+        metavar="SOPCLASS=TS[,TS...]",
+        help="the transfer syntaxes accepted for one SOP class (repeat); only the SOP "
+        "classes named this way are accepted unless --sop-class names others",
+    )
+    group.add_argument(
+        "--max-pdu",
+        dest="max_pdu_length",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="the Maximum Length announced (default 16384; 0 = no limit)",
+    )
+    group.add_argument(
+        "--require-called-ae",
+        dest="require_called_ae_title",
+        action="store_true",
+        default=None,
+        help="reject an SCU that calls another AE title than --ae-title",
+    )
+    group.add_argument(
+        "--require-calling-ae",
+        dest="require_calling_ae_titles",
+        action="append",
+        metavar="AE",
+        help="accept only these calling AE titles (repeat)",
+    )
+    group.add_argument(
+        "--max-associations",
+        type=int,
+        default=None,
+        metavar="N",
+        help="open associations at once (default 10; more are rejected, transient)",
+    )
+    group.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        metavar="N",
+        help="open TCP connections at once (default 4 x --max-associations; more are closed)",
+    )
+    group.add_argument(
+        "--lenient",
+        dest="strict",
+        action="store_false",
+        default=None,
+        help="record, but do not abort, an SCU that exceeds the maximum PDU or uses a "
+        "context that was not accepted (default: abort, as DCMTK does)",
+    )
+    group.add_argument(
+        "--strict-rules",
+        action="store_true",
+        default=None,
+        help="a store that matches no rule of the scenario is a violation",
+    )
+    timeouts = parser.add_argument_group("timeouts (seconds, 0 = none)")
+    for name, default in (("acse", 30), ("dimse", 30), ("network", 60)):
+        timeouts.add_argument(
+            f"--{name}-timeout",
+            type=_seconds,
+            default=argparse.SUPPRESS,
+            metavar="S",
+            help=f"(default {default})",
+        )
+    data = parser.add_argument_group("data")
+    data.add_argument(
         "--store-dir",
         type=Path,
         default=None,
         metavar="DIR",
         help="write every received instance as a Part-10 file into DIR",
     )
+    data.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="keep received data sets for the journal (default: only their first bytes)",
+    )
+    data.add_argument(
+        "--memory-budget",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="with --keep-data, bytes of data sets held in memory before spilling to disk",
+    )
+    tls = parser.add_argument_group("TLS")
+    tls.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="serve TLS with this certificate (PEM)",
+    )
+    tls.add_argument(
+        "--tls-key", type=Path, default=None, metavar="FILE", help="its private key (PEM)"
+    )
+    tls.add_argument(
+        "--tls-ca",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="require client certificates, verified against these CA certificates",
+    )
     parser.add_argument(
         "--json", action="store_true", help="print events and the summary as JSON lines"
     )
 
 
-def _build_server(args: argparse.Namespace) -> MockScp:
-    overrides: dict[str, Any] = {
-        "host": args.host,
-        "port": args.port,
-        "ae_title": args.ae_title,
-        "store_dir": args.store_dir,
+def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if args.tls_cert is None and args.tls_key is None and args.tls_ca is None:
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise ValueError("--tls-cert and --tls-key go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(args.tls_cert, args.tls_key)
+    if args.tls_ca is not None:
+        context.load_verify_locations(cafile=str(args.tls_ca))
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+_GIVEN = (
+    "sop_classes",
+    "accept_unknown_sop_classes",
+    "max_pdu_length",
+    "require_called_ae_title",
+    "require_calling_ae_titles",
+    "max_associations",
+    "max_connections",
+    "strict",
+    "strict_rules",
+    "memory_budget",
+)
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """The MockScp keyword arguments the command line gives (only those given)."""
+    options: dict[str, Any] = {
+        key: getattr(args, key) for key in _GIVEN if getattr(args, key) is not None
     }
+    for key in ("acse_timeout", "dimse_timeout", "network_timeout"):
+        if key in vars(args):  # given on the command line (0 there means None: no timeout)
+            options[key] = getattr(args, key)
+    if args.per_class:
+        mapping: dict[str, list[str]] = {}
+        for item in args.per_class:
+            sop_class, sep, syntaxes = item.partition("=")
+            if not sep or not syntaxes.strip():
+                raise ValueError(
+                    f"--transfer-syntaxes-for: expected SOPCLASS=TS[,TS...], got {item!r}"
+                )
+            mapping[sop_class.strip()] = [ts.strip() for ts in syntaxes.split(",") if ts.strip()]
+        options["transfer_syntaxes"] = mapping
+    elif args.transfer_syntaxes:
+        options["transfer_syntaxes"] = args.transfer_syntaxes
+    options["keep_data"] = bool(args.keep_data)
+    tls = _tls_context(args)
+    if tls is not None:
+        options["tls"] = tls
+    return options
+
+
+def _build_server(args: argparse.Namespace) -> MockScp:
+    options = _options(args)
     if args.scenario is None:
         from mock_scp import MockScp
 
@@ -101,6 +284,7 @@ def _build_server(args: argparse.Namespace) -> MockScp:
             host=args.host or DEFAULT_HOST,
             port=DEFAULT_PORT if args.port is None else args.port,
             store_dir=args.store_dir,
+            **options,
         )
     # Imported here: mock_scp must not depend on scenarios at import time (scenarios
     # depends on mock_scp).
@@ -110,8 +294,17 @@ def _build_server(args: argparse.Namespace) -> MockScp:
         raise ValueError(
             f"--scenario needs scenarios.loader.build_mock_scp, which is not available ({exc})"
         ) from exc
-    given = {key: value for key, value in overrides.items() if value is not None}
-    return build_mock_scp(args.scenario, **given)
+    given = {
+        key: value
+        for key, value in (
+            ("host", args.host),
+            ("port", args.port),
+            ("ae_title", args.ae_title),
+            ("store_dir", args.store_dir),
+        )
+        if value is not None
+    }
+    return build_mock_scp(args.scenario, **given, **options)
 
 
 class _Reporter:
@@ -153,16 +346,17 @@ class _Reporter:
             proposed = len(record.proposed_contexts)
             peer = f" from {record.peer}" if record.peer else ""
             self.emit(
-                f"association {record.id} opened: {record.calling_ae_title} -> "
-                f"{record.called_ae_title}{peer}, {accepted}/{proposed} contexts accepted",
+                f"association {record.id} opened: {printable(record.calling_ae_title)} -> "
+                f"{printable(record.called_ae_title)}{peer}, {accepted}/{proposed} contexts "
+                "accepted",
                 {"event": "association-opened", **_association_dict(record)},
             )
         if announce_end:
-            detail = f" ({record.end_detail})" if record.end_detail else ""
+            detail = f" ({printable(record.end_detail)})" if record.end_detail else ""
             stores = "" if ended == "rejected" else f", {record.stores} stores"
             self.emit(
-                f"association {record.id} {ended}: {record.calling_ae_title} -> "
-                f"{record.called_ae_title}{stores}{detail}",
+                f"association {record.id} {ended}: {printable(record.calling_ae_title)} -> "
+                f"{printable(record.called_ae_title)}{stores}{detail}",
                 {"event": f"association-{ended}", **_association_dict(record, contexts=False)},
             )
 
@@ -171,7 +365,7 @@ class _Reporter:
         self.emit(
             f"store {request.nth} started (association {request.association_id}, message "
             f"{request.message_id}): {_uid_name(request.sop_class_uid)} "
-            f"{request.sop_instance_uid}",
+            f"{printable(request.sop_instance_uid)}",
             {
                 "event": "store-started",
                 "nth": request.nth,
@@ -188,12 +382,12 @@ class _Reporter:
             if store.status is not None
             else f"no response ({store.action})"
         )
-        comment = f' "{store.comment}"' if store.comment else ""
+        comment = f' "{printable(store.comment)}"' if store.comment else ""
         partial = "" if store.complete else " [incomplete dataset]"
         self.emit(
             f"store {store.nth} (association {store.association_id}, message "
             f"{store.message_id}): {_uid_name(store.sop_class_uid)} "
-            f"{store.sop_instance_uid} in {_uid_name(store.transfer_syntax)} -> "
+            f"{printable(store.sop_instance_uid)} in {_uid_name(store.transfer_syntax)} -> "
             f"{answer}{comment}{partial}",
             {"event": "store", **_store_dict(store)},
         )
@@ -206,7 +400,7 @@ def _status_text(status: int | None) -> str:
 def _uid_name(uid: str) -> str:
     from scu.protocol.uids import uid_keyword
 
-    return uid_keyword(uid)
+    return printable(uid_keyword(uid))
 
 
 def _association_dict(record: AssociationRecord, *, contexts: bool = True) -> dict[str, Any]:
@@ -312,10 +506,14 @@ def run_serve(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, request_stop) for sig in STOP_SIGNALS}
     try:
         try:
-            scp.start()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                scp.start()
         except OSError as exc:
             print(f"scukit serve: cannot listen: {exc}", file=sys.stderr)
             return EXIT_RUNTIME
+        for warning in caught:
+            print(f"scukit serve: warning: {warning.message}", file=sys.stderr)
         try:
             out.write(f"listening on {scp.addr}\n")
             out.flush()

@@ -296,10 +296,12 @@ def build_mock_scp(
     port: int | None = None,
     ae_title: str | None = None,
     store_dir: str | os.PathLike[str] | None = None,
+    **overrides: Any,
 ) -> MockScp:
     """A configured, **unstarted** MockScp for a scenario (its options, rules and
     association rejects). Start it with ``with scp:`` (or ``scp.start()``). Keyword
-    arguments override the scenario (``scukit serve --host/--port/--ae-title/--store-dir``).
+    arguments override the scenario (``scukit serve`` options given on the command line);
+    ``overrides`` are any other ``MockScp`` keyword arguments.
     """
     from mock_scp import MockScp
 
@@ -329,6 +331,7 @@ def build_mock_scp(
         options["store_dir"] = str(store_dir)
     elif cfg.store_dir is not None:
         options["store_dir"] = str(sc.base_dir / cfg.store_dir)
+    options.update(overrides)
     scp = MockScp(
         ae_title or cfg.ae_title,
         host=host or cfg.host or "127.0.0.1",

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import ssl
 import sys
 import time
 from collections import Counter
@@ -196,6 +197,26 @@ def _add_association_options(parser: argparse.ArgumentParser, *, max_pdu: bool =
         timeouts.add_argument(
             f"--{name}-timeout", type=float, default=default, metavar="S", help=f"({default:g})"
         )
+    tls = parser.add_argument_group("TLS")
+    tls.add_argument("--tls", action="store_true", help="associate over TLS (verifying the SCP)")
+    tls.add_argument(
+        "--tls-ca",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="trust these CA certificates (PEM) instead of the system's; implies --tls",
+    )
+    tls.add_argument(
+        "--tls-cert", type=Path, default=None, metavar="FILE",
+        help="present this client certificate (PEM); implies --tls",
+    )  # fmt: skip
+    tls.add_argument("--tls-key", type=Path, default=None, metavar="FILE",
+                     help="the client certificate's private key (PEM)")  # fmt: skip
+    tls.add_argument(
+        "--tls-no-verify",
+        action="store_true",
+        help="do not verify the SCP's certificate or host name (insecure: for tests only)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log the protocol exchange")
     parser.add_argument("--json", action="store_true", help="print JSON only on stdout")
 
@@ -225,6 +246,36 @@ def _add_queue_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _tls(args: argparse.Namespace) -> dict[str, Any]:
+    """``tls=`` for StoreScu/echo from the TLS options, or nothing."""
+    wanted = (
+        args.tls
+        or args.tls_no_verify
+        or any(value is not None for value in (args.tls_ca, args.tls_cert, args.tls_key))
+    )
+    if not wanted:
+        return {}
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    try:
+        context = ssl.create_default_context(
+            cafile=None if args.tls_ca is None else str(args.tls_ca)
+        )
+        if args.tls_cert is not None:
+            context.load_cert_chain(args.tls_cert, args.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"TLS: {exc}") from None
+    if args.tls_no_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        print(
+            f"scukit {args.command}: WARNING: --tls-no-verify: the SCP's certificate is not "
+            "checked; anyone on the path can read and change what is sent",
+            file=sys.stderr,
+        )
+    return {"tls": context}
+
+
 def _timeouts(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "connect_timeout": args.connect_timeout,
@@ -251,6 +302,7 @@ def _make_scu(args: argparse.Namespace, **extra: Any) -> StoreScu:
             never_transcode=args.never_transcode,
             **_titles(args),
             **_timeouts(args),
+            **_tls(args),
             **extra,
         )
     except ValueError as exc:
@@ -479,7 +531,7 @@ def register_echo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
 def run_echo(args: argparse.Namespace) -> int:
     """The ``echo`` subcommand."""
     try:
-        answer = echo(args.addr, **_titles(args), **_timeouts(args))
+        answer = echo(args.addr, **_titles(args), **_timeouts(args), **_tls(args))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     except AssociationError as exc:
