@@ -30,6 +30,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from mock_scp.journal import printable
+from mock_scp.report import association_dict, store_dict
 
 if TYPE_CHECKING:
     from mock_scp import MockScp
@@ -349,7 +350,7 @@ class _Reporter:
                 f"association {record.id} opened: {printable(record.calling_ae_title)} -> "
                 f"{printable(record.called_ae_title)}{peer}, {accepted}/{proposed} contexts "
                 "accepted",
-                {"event": "association-opened", **_association_dict(record)},
+                {"event": "association-opened", **association_dict(record)},
             )
         if announce_end:
             detail = f" ({printable(record.end_detail)})" if record.end_detail else ""
@@ -357,7 +358,7 @@ class _Reporter:
             self.emit(
                 f"association {record.id} {ended}: {printable(record.calling_ae_title)} -> "
                 f"{printable(record.called_ae_title)}{stores}{detail}",
-                {"event": f"association-{ended}", **_association_dict(record, contexts=False)},
+                {"event": f"association-{ended}", **association_dict(record, contexts=False)},
             )
 
     def request(self, request: StoreRequest) -> None:
@@ -389,7 +390,7 @@ class _Reporter:
             f"{store.message_id}): {_uid_name(store.sop_class_uid)} "
             f"{printable(store.sop_instance_uid)} in {_uid_name(store.transfer_syntax)} -> "
             f"{answer}{comment}{partial}",
-            {"event": "store", **_store_dict(store)},
+            {"event": "store", **store_dict(store)},
         )
 
 
@@ -401,52 +402,6 @@ def _uid_name(uid: str) -> str:
     from scu.protocol.uids import uid_keyword
 
     return printable(uid_keyword(uid))
-
-
-def _association_dict(record: AssociationRecord, *, contexts: bool = True) -> dict[str, Any]:
-    # Contexts only when the association opens: storescu proposes 128 of them, and the
-    # end event need not repeat them.
-    data: dict[str, Any] = {
-        "id": record.id,
-        "calling_ae_title": record.calling_ae_title,
-        "called_ae_title": record.called_ae_title,
-        "peer": record.peer,
-        "ended": record.ended,
-        "end_detail": record.end_detail,
-        "max_pdu_length": record.max_pdu_length,
-        "rejection": list(record.rejection) if record.rejection else None,
-        "stores": record.stores,
-        "proposed": len(record.proposed_contexts),
-        "accepted": len(record.accepted_contexts),
-    }
-    if contexts:
-        data["proposed_contexts"] = [
-            {"id": cid, "abstract_syntax": sop, "transfer_syntaxes": list(syntaxes)}
-            for cid, sop, syntaxes in record.proposed_contexts
-        ]
-        data["accepted_contexts"] = [
-            {"id": cid, "abstract_syntax": sop, "transfer_syntax": syntax}
-            for cid, sop, syntax in record.accepted_contexts
-        ]
-    return data
-
-
-def _store_dict(store: ReceivedStore) -> dict[str, Any]:
-    return {
-        "nth": store.nth,
-        "association_id": store.association_id,
-        "message_id": store.message_id,
-        "sop_class_uid": store.sop_class_uid,
-        "sop_instance_uid": store.sop_instance_uid,
-        "transfer_syntax": store.transfer_syntax,
-        "calling_ae_title": store.calling_ae_title,
-        "called_ae_title": store.called_ae_title,
-        "status": store.status,
-        "action": store.action,
-        "comment": store.comment,
-        "complete": store.complete,
-        "path": str(store.path) if store.path else None,
-    }
 
 
 def summary(scp: MockScp) -> dict[str, Any]:

@@ -50,11 +50,13 @@ from .machine import (
     WeAborted,
 )
 from .machine import Violation as MachineViolation
+from .matching import Plan
 from .negotiation import negotiate
-from .rules import Action, Decision, StoreRequest
+from .rules import Action, Decision, StoreContent, StoreRequest
 from .storage import (
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
+    Payload,
     PayloadStore,
     Sink,
     StoreFile,
@@ -85,7 +87,9 @@ class ServerPort(Protocol):
 
     def next_nth(self) -> int: ...
 
-    def decide(self, request: StoreRequest) -> Decision: ...
+    def plan(self, request: StoreRequest) -> Plan: ...
+
+    def decide(self, plan: Plan, content: StoreContent) -> Decision: ...
 
     def check_identity(self, identity: UserIdentity | None) -> tuple[bool, bytes | None]: ...
 
@@ -99,11 +103,13 @@ class _Store:
     """A store being received or answered."""
 
     request: StoreRequest
-    decision: Decision
+    plan: Plan
     sink: Sink
     file: StoreFile | None
     requested_at: float
     complete: bool = False
+    decision: Decision | None = None
+    payload: Payload | None = None
 
 
 class Connection:
@@ -201,9 +207,9 @@ class Connection:
         except OSError:
             pass
 
-    def _end(self, how: str, detail: str) -> None:
+    def _end(self, how: str, detail: str, by: str = "mock") -> None:
         if self.record is not None:
-            self.journal.end_association(self.record, how, detail)
+            self.journal.end_association(self.record, how, detail, by)
 
     # --- the clock ---------------------------------------------------------------------
 
@@ -337,14 +343,16 @@ class Connection:
                 if self.store is not None:
                     self._store_ended(None, "interrupted", self.store.complete)
             elif isinstance(out, ReleaseRequested):
-                self._end("released", "A-RELEASE by the SCU")
+                self._end("released", "A-RELEASE by the SCU", by="scu")
             elif isinstance(out, PeerAborted):
                 self._end(
-                    "aborted", f"A-ABORT from the SCU (source {out.source}, reason {out.reason})"
+                    "aborted",
+                    f"A-ABORT from the SCU (source {out.source}, reason {out.reason})",
+                    by="scu",
                 )
             elif isinstance(out, PeerClosed):
                 how = "closed" if out.detail == "closed" else out.detail
-                self._end("dropped", f"TCP connection {how} by the SCU")
+                self._end("dropped", f"TCP connection {how} by the SCU", by="scu")
             elif isinstance(out, WeAborted):
                 if self.record is None:
                     self.record = self._new_record(None)
@@ -449,7 +457,7 @@ class Connection:
             priority=command.priority or 0,
             move_originator_ae_title=command.move_originator_ae_title,
         )
-        decision = self.port.decide(request)
+        plan = self.port.plan(request)
         self.journal.notify_request(request)
         writer = self.port.writer
         file = None
@@ -465,11 +473,11 @@ class Connection:
                     source_ae_title=request.calling_ae_title,
                 )
             )
-        self.store = _Store(request, decision, self.port.payloads.open(), file, time.time())
-        action = decision.action
+        self.store = _Store(request, plan, self.port.payloads.open(), file, time.time())
+        early = plan.decision.action if plan.decision is not None else None
         return StorePlan(
-            abort_during_dataset=action.name == "abort" and action.during_dataset,
-            read_rate=decision.bytes_per_second,
+            abort_during_dataset=early is not None and early.name == "abort",
+            read_rate=plan.bytes_per_second,
         )
 
     def _dataset_data(self, event: DatasetData) -> None:
@@ -488,7 +496,7 @@ class Connection:
         if store is None:
             return None
         self.store = None
-        payload = store.sink.close()
+        payload = store.payload if store.payload is not None else store.sink.close()
         path = None
         error = None
         if store.file is not None:
@@ -509,7 +517,7 @@ class Connection:
             status=status,
             action=action,
             comment=comment if status is not None else None,
-            stalled_seconds=store.decision.stall_seconds,
+            stalled_seconds=store.decision.stall_seconds if store.decision else 0.0,
             complete=complete,
             nth=req.nth,
             payload=payload,
@@ -527,10 +535,17 @@ class Connection:
             return
         store.complete = True
         req = store.request
-        problem, uid = sniff(store.sink.head, req.transfer_syntax, store.sink.payload.size)
+        payload = store.payload = store.sink.close()
+        problem, uid = sniff(payload.head, req.transfer_syntax, payload.size)
         if problem is not None:
             self._violation("wrong-transfer-syntax", problem, req.message_id)
-        decision = store.decision
+        content = StoreContent(
+            req,
+            lambda: (
+                payload.head if payload.path is None and payload.memory is None else payload.read()
+            ),
+        )
+        decision = store.decision = self.port.decide(store.plan, content)
         if decision.stall_seconds > 0:
             cut = self._stall(decision.stall_seconds)
             if cut:

@@ -16,8 +16,10 @@ class MockScpError(AssertionError):
     """Raised by ``MockScp.check()`` in the test thread: what went wrong on the server.
 
     ``errors`` are exceptions from server threads (a raising ``when`` predicate or
-    listener included), ``unmet`` the rules whose ``expect`` count was not met, and
-    ``violations`` what the SCU did against the standard. It derives from
+    listener included), ``unmet`` the rules whose ``expect`` count was not met (each
+    with the store that came nearest), ``violations`` what the SCU did against the
+    standard, ``unreleased`` the associations left open or ended without a release;
+    ``journal`` is what the server saw, per association. It derives from
     ``AssertionError`` so pytest reports it as a failed check.
     """
 
@@ -27,15 +29,23 @@ class MockScpError(AssertionError):
         errors: Sequence[BaseException] = (),
         unmet: Sequence[str] = (),
         violations: Sequence[Violation] = (),
+        unreleased: Sequence[str] = (),
+        journal: str = "",
+        title: str = "mock SCP check failed:",
     ) -> None:
         self.errors = list(errors)
         self.unmet = list(unmet)
         self.violations = list(violations)
-        lines = ["mock SCP check failed:"]
+        self.unreleased = list(unreleased)
+        self.journal = journal
+        lines = [title]
         for exc in self.errors:
             where = traceback.extract_tb(exc.__traceback__)
             at = f" (at {where[-1].filename}:{where[-1].lineno})" if where else ""
             lines.append(f"  server thread error: {type(exc).__name__}: {exc}{at}")
         lines += [f"  unmet expectation: {msg}" for msg in self.unmet]
         lines += [f"  SCU violation: {v}" for v in self.violations]
+        lines += [f"  not released: {text}" for text in self.unreleased]
+        if journal:
+            lines += ["what the mock SCP saw:", journal]
         super().__init__("\n".join(lines))

@@ -106,6 +106,9 @@ class AssociationRecord:
     ended_at: float | None = None
     user_identity: UserIdentity | None = None
     tls: bool = False
+    #: Who ended it: ``"scu"`` (release, A-ABORT or close from the SCU) or ``"mock"``
+    #: (a reject, a rule's fault, a timeout, a protocol abort, the server stopping).
+    ended_by: str | None = None
 
     def __repr__(self) -> str:
         state = self.ended or "open"
@@ -246,12 +249,15 @@ class Journal:
             self._associations.append(record)
         return record
 
-    def end_association(self, record: AssociationRecord, how: str, detail: str) -> bool:
+    def end_association(
+        self, record: AssociationRecord, how: str, detail: str, by: str = "mock"
+    ) -> bool:
         """Record how an association ended (once); whether this call ended it."""
         with self.lock:
             if record.ended is not None:
                 return False
             record.ended = how
+            record.ended_by = by
             record.end_detail = detail
             record.ended_at = time.time()
             return True

@@ -3,30 +3,35 @@
 Registered through the ``pytest11`` entry point, so installing scukit is enough::
 
     def test_sender_reports_warnings(mock_scp, store_scu, dicom_file_factory):
-        mock_scp.on_store(nth=2).warn(0xB000, comment="coerced")
-        store_scu.add_directory(dicom_file_factory(count=3)[0].parent)
+        mock_scp.on_store(nth=2).warn("0xB000", comment="coerced")
+        for path in dicom_file_factory(count=3):
+            store_scu.add_file(path)
         result = store_scu.send()
         assert result.successful == 3 and len(result.warnings) == 1
+        mock_scp.assert_stored(3)
 
 Fixtures come in layers, as in pytest-httpserver:
 
-- ``mock_scp_factory`` (session): ``mock_scp_factory(**MockScp kwargs)`` returns a started
-  server that is stopped at the end of the session; ``mock_scp_factory.shared(**kwargs)``
-  returns one server per distinct configuration, started once. Session scope makes it
-  usable inside hypothesis tests (``@given`` forbids function-scoped fixtures per example).
-- ``mock_scp`` (function): the shared server for ``mock_scp_options``, ``reset()`` before
-  the test; at teardown it waits for the server to go idle and calls ``check()``, so an
-  unmet ``expect=``, an error in a server thread or an SCU violation fails the test (as an
-  error at teardown) instead of passing silently.
-- ``store_scu`` (function): a ``scu.StoreScu`` for ``mock_scp.addr`` with the called AE
-  title set to the server's, plus ``store_scu_options``.
-- ``dicom_file_factory`` (function): writes synthetic files (``mock_scp.datagen``) under
-  ``tmp_path`` and returns their path(s); each call gets distinct instances.
+- ``mock_scp_factory`` (session, a :class:`MockScpFactory`): ``mock_scp_factory(**kwargs)``
+  returns a started server stopped at the end of the session;
+  ``mock_scp_factory.shared(**kwargs)`` one server per configuration. Session scope
+  makes it usable inside hypothesis tests.
+- ``mock_scp`` (function): the shared server for ``mock_scp_options``, ``reset()``
+  before the test. Right after the test body it waits for the associations to end and
+  checks the server: an unmet ``expect=``, an error in a server thread, an SCU
+  violation, or an association the SCU left open or ended without a release fails the
+  *test* (not its teardown), with the journal in the message. Opt out of the release
+  check with ``@pytest.mark.mock_scp(allow_unreleased=True)``.
+- ``store_scu`` (function): a ``scu.StoreScu`` for ``mock_scp.addr`` (called AE title
+  = the server's) plus ``store_scu_options``.
+- ``dicom_file_factory`` (function, a :class:`DicomFileFactory`): writes synthetic files
+  (``mock_scp.datagen``) under ``tmp_path``; each call gets distinct instances.
 
-Configuration fixtures to override in a ``conftest.py`` or a test module:
-``mock_scp_options`` (dict of MockScp keyword arguments, default ``{}``),
-``store_scu_options`` (dict of StoreScu keyword arguments, default ``{}``) and
-``mock_scp_idle_timeout`` (seconds teardown waits for open associations, default 2).
+Configuration fixtures to override in a ``conftest.py`` or a module:
+``mock_scp_options`` (MockScp keyword arguments, default ``{}``), ``store_scu_options``
+(StoreScu keyword arguments, default ``{}``) and ``mock_scp_idle_timeout`` (seconds to
+wait for the associations to end, default 2). ``pytest --mock-scp-journal DIR`` writes
+the journal of every failing test that used ``mock_scp`` as JSON into DIR.
 
 Imports of ``mock_scp``/``scu`` are deferred to fixture set-up so that loading the plugin
 (which pytest does for every project where scukit is installed) costs nothing.
@@ -35,7 +40,8 @@ Imports of ``mock_scp``/``scu`` are deferred to fixture set-up so that loading t
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
@@ -193,32 +199,108 @@ def mock_scp_idle_timeout() -> float:
     return 2.0
 
 
+@dataclass(frozen=True)
+class _Verdict:
+    """What the check after the test body needs (kept in the test item's stash)."""
+
+    scp: MockScp
+    idle_timeout: float
+    allow_unreleased: bool
+
+    def check(self) -> None:
+        __tracebackhide__ = True
+        # The SCU may still be releasing when the test body returns; what the server saw
+        # of that release belongs to this test's verdict.
+        self.scp.wait_idle(self.idle_timeout)
+        self.scp.check(allow_unreleased=self.allow_unreleased)
+
+
+_VERDICT = pytest.StashKey[_Verdict]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--mock-scp-journal",
+        metavar="DIR",
+        default=None,
+        help="write the mock SCP journal of each failing test that used mock_scp, as JSON",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "mock_scp(allow_unreleased=False): options of the mock_scp fixture's check after "
+        "the test (allow_unreleased: an association left open or ended by the SCU "
+        "without a release does not fail the test)",
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    """Check the mock SCP right after the test body, so that what it found fails the
+    test itself (one outcome, not a pass and an error)."""
+    __tracebackhide__ = True
+    result = yield
+    verdict = item.stash.get(_VERDICT, None)
+    if verdict is not None:
+        verdict.check()
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """On a failing test that used ``mock_scp``: the journal as a report section, and as
+    JSON under ``--mock-scp-journal DIR``."""
+    report = yield
+    verdict = item.stash.get(_VERDICT, None)
+    if verdict is None or not report.failed or call.when != "call":
+        return report
+    from mock_scp.report import format_journal, journal_dict
+
+    report.sections.append(("mock SCP journal", format_journal(verdict.scp)))
+    folder = item.config.getoption("--mock-scp-journal")
+    if folder:
+        import json
+        import re
+
+        target = Path(folder)
+        target.mkdir(parents=True, exist_ok=True)
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", item.nodeid).strip("_")[:200]
+        (target / f"{name}.json").write_text(
+            json.dumps(journal_dict(verdict.scp), indent=2, default=str)
+        )
+    return report
+
+
 @pytest.fixture
 def mock_scp(
+    request: pytest.FixtureRequest,
     mock_scp_factory: MockScpFactory,
     mock_scp_options: dict[str, Any],
     mock_scp_idle_timeout: float,
 ) -> Iterator[MockScp]:
-    """A running mock SCP, reset for this test and checked at its teardown.
+    """A running mock SCP, reset for this test and checked right after it.
 
     The server is shared by every test with the same ``mock_scp_options`` (starting one
     per test would cost a thread and a port each time); ``reset()`` clears rules, journal
-    and the nth counter first. Teardown waits up to ``mock_scp_idle_timeout`` for
-    associations to end (a server still busy is stopped and replaced, so one test's
-    traffic never lands in the next test's journal), then calls ``check()``: unmet
-    ``expect=`` counts, errors raised in server threads and SCU violations make the test
-    fail at teardown.
+    and the nth counter first. After the test body the check waits up to
+    ``mock_scp_idle_timeout`` for associations to end and calls ``check()`` (see the
+    module doc); at teardown a server still busy is stopped and replaced, so one test's
+    traffic never lands in the next test's journal.
     """
+    marker = request.node.get_closest_marker("mock_scp")
+    allow_unreleased = bool(marker.kwargs.get("allow_unreleased", False)) if marker else False
     scp = mock_scp_factory.shared(**mock_scp_options)
     scp.reset()
+    request.node.stash[_VERDICT] = _Verdict(scp, mock_scp_idle_timeout, allow_unreleased)
     yield scp
-    # The SCU may still be releasing when the test body returns; what the server saw of
-    # that release belongs to this test's verdict, not to the next test's journal.
     if not scp.wait_idle(mock_scp_idle_timeout):
         # Still busy (a stall outliving its SCU, a client left connected): stopping it is
         # the only way to keep this test's traffic out of the next test's journal.
         mock_scp_factory.discard(scp)
-    scp.check()
 
 
 @pytest.fixture

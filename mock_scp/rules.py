@@ -1,29 +1,42 @@
-"""Store rules: matchers, actions, and the thread-safe table that picks the answer.
+"""Store rules: matchers, actions, and the builder ``MockScp.on_store(...)`` returns.
 
-A rule is built with ``scp.on_store(...matchers...)`` and completed by exactly one
-action method on the returned :class:`RuleBuilder`. Matching happens as soon as a
-C-STORE command set has arrived (before its dataset), so faults can act on the
-dataset itself (slow read, abort mid-dataset); the ``when`` predicate therefore sees a
-:class:`StoreRequest` (command-level facts), not the dataset.
+A rule is built with ``scp.on_store(...matchers...)`` and completed by exactly one action
+method on the returned :class:`RuleBuilder`. ``stall`` and ``slow_read`` are
+*modifiers*: when such a rule matches, matching goes on to the next rule that matches,
+and that rule (or the default accept) answers. Every other action is terminal; the
+first terminal match wins. :mod:`mock_scp.matching` holds the table that decides.
 
-``stall`` and ``slow_read`` are *modifiers*: when such a rule matches, matching goes
-on to the next rule that matches, and that rule (or the default accept) answers.
-Every other action is terminal. The first terminal match wins.
+Matchers on the command (``nth``, ``every``, the UIDs, the calling AE title, ``when``,
+``probability``) are known when the C-STORE-RQ arrives; matchers on the content
+(``dataset=``, ``match=``) once the data set has arrived. Actions that happen while the
+data set is being received (``slow_read``, ``abort(during_dataset=True)``) are decided
+when the command arrives, so they cannot have content matchers.
 """
 
 from __future__ import annotations
 
 import math
-import random
-import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from scu.protocol.status import StatusCategory, classify, parse_status
-from scu.protocol.uids import UidKind, resolve_uid
+from scu.protocol.status import StatusCategory, classify, parse_status, status_label
 
-__all__ = ["Action", "Decision", "Rule", "RuleBuilder", "RuleTable", "StoreRequest"]
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+    from .matching import RuleTable
+
+__all__ = [
+    "Action",
+    "Decision",
+    "Handler",
+    "Reply",
+    "Rule",
+    "RuleBuilder",
+    "StoreContent",
+    "StoreRequest",
+]
 
 #: Action names; ``stall`` and ``slow_read`` are modifiers (see module docstring).
 TERMINAL_ACTIONS = ("accept", "respond", "warn", "fail", "abort", "disconnect", "garbage")
@@ -48,6 +61,52 @@ class StoreRequest:
     move_originator_ae_title: str | None = None
 
 
+class StoreContent:
+    """What a content matcher (``match=``) and a handler (``respond_with``) see: the
+    request's fields, and the data set (decoded once, on first use). When the server
+    keeps no data sets, only their first 64 KiB are there: enough for the attributes
+    before the pixel data."""
+
+    def __init__(self, request: StoreRequest, data: Callable[[], bytes | bytearray]) -> None:
+        self.request = request
+        self._data = data
+        self._dataset: Dataset | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.request, name)
+
+    @property
+    def raw(self) -> bytes:
+        """The data set as received (or its first bytes; see the class doc)."""
+        return bytes(self._data())
+
+    def dataset(self) -> Dataset:
+        """The data set decoded by pydicom (without its pixel data when only the first
+        bytes were kept)."""
+        if self._dataset is None:
+            import io
+
+            from pydicom.filereader import read_dataset
+            from pydicom.uid import UID
+
+            syntax = UID(self.request.transfer_syntax)
+            data = bytes(self._data())
+            if syntax == "1.2.840.10008.1.2.1.99":
+                import zlib
+
+                data = zlib.decompressobj(-zlib.MAX_WBITS).decompress(data)
+            self._dataset = read_dataset(
+                io.BytesIO(data),
+                is_implicit_VR=syntax == "1.2.840.10008.1.2",
+                is_little_endian=syntax != "1.2.840.10008.1.2.2",
+                stop_when=lambda tag, *_: tag == 0x7FE00010,
+            )
+        return self._dataset
+
+    def __repr__(self) -> str:
+        return f"<StoreContent #{self.request.nth} {self.request.sop_instance_uid}>"
+
+
 @dataclass(frozen=True)
 class Action:
     """One rule's action and its arguments."""
@@ -60,6 +119,43 @@ class Action:
     during_dataset: bool = False
     rst: bool = False
     data: bytes = b""
+    handler: Callable[[StoreContent], object] | None = field(default=None, compare=False)
+
+    @property
+    def acts_while_receiving(self) -> bool:
+        """Whether it acts before the data set is complete (decided with the command)."""
+        return self.name == "slow_read" or (self.name == "abort" and self.during_dataset)
+
+    @property
+    def answers(self) -> bool:
+        """Whether it answers with a status."""
+        return self.name in ("accept", "respond", "warn", "fail")
+
+
+class Reply:
+    """What a ``respond_with`` handler may return besides a status or ``(status,
+    comment)``: an action instead of the answer."""
+
+    @staticmethod
+    def status(status: int | str, comment: str | None = None) -> Action:
+        return Action("respond", status=parse_status(status), comment=_check_comment(comment))
+
+    @staticmethod
+    def abort() -> Action:
+        return Action("abort")
+
+    @staticmethod
+    def disconnect(rst: bool = False) -> Action:
+        return Action("disconnect", rst=rst)
+
+    @staticmethod
+    def garbage(data: bytes | None = None) -> Action:
+        return Action("garbage", data=DEFAULT_GARBAGE if data is None else bytes(data))
+
+
+#: A ``respond_with`` handler: the store in, a status, ``(status, comment)`` or an
+#: :class:`Action` (from :class:`Reply`) out.
+Handler = Callable[[StoreContent], "int | str | tuple[int | str, str | None] | Action"]
 
 
 @dataclass(frozen=True)
@@ -97,10 +193,20 @@ def _check_seconds(value: object, argument: str) -> float:
     return seconds
 
 
-def _check_count(value: object, argument: str, *, minimum: int) -> int:
+def check_count(value: object, argument: str, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{argument}: expected an int >= {minimum}, got {value!r}")
     return value
+
+
+def _value_matches(actual: object, expected: object) -> bool:
+    if callable(expected):
+        return bool(expected(actual))
+    if isinstance(expected, list | tuple | set | frozenset):
+        return any(_value_matches(actual, e) for e in expected)
+    if actual is None:
+        return expected is None
+    return str(actual).strip() == str(expected).strip()
 
 
 @dataclass(eq=False)
@@ -117,26 +223,49 @@ class Rule:
     calling_ae_title: str | None = None
     when: Callable[[StoreRequest], bool] | None = None
     probability: float | None = None
+    dataset: Mapping[str, object] | None = None
+    match: Callable[[StoreContent], bool] | None = None
     times: int | None = None
     expect: tuple[int, int] | None = None  # inclusive (min, max); max may be very large
+    #: Position among the ordered rules (``None``: not ordered).
+    order: int | None = None
     hits: int = 0
     index: int = 0
     description: str = field(default="")
 
+    @property
+    def on_content(self) -> bool:
+        """Whether it matches on the data set (decided once the data set has arrived)."""
+        return self.dataset is not None or self.match is not None
+
+    def mismatches(self, req: StoreRequest) -> list[str]:
+        """The command-level matchers ``req`` fails, in words (for near misses)."""
+        out = []
+        if self.times is not None and self.hits >= self.times:
+            out.append(f"times={self.times} used up")
+        if self.nth is not None and req.nth not in self.nth:
+            out.append(f"nth={_nth_text(self.nth)} (it was store {req.nth})")
+        if self.every is not None and not (
+            req.nth > self.every[1] and (req.nth - self.every[1]) % self.every[0] == 0
+        ):
+            out.append(f"every={self.every[0]} (it was store {req.nth})")
+        for key in ("sop_class_uid", "sop_instance_uid", "transfer_syntax", "calling_ae_title"):
+            wanted = getattr(self, key)
+            if wanted is not None and wanted != getattr(req, key):
+                out.append(f"{key}={wanted!r} (it was {getattr(req, key)!r})")
+        return out
+
     def static_match(self, req: StoreRequest) -> bool:
-        """The matchers that need neither the predicate nor the random draw."""
-        return (
-            (self.times is None or self.hits < self.times)
-            and (self.nth is None or req.nth in self.nth)
-            and (
-                self.every is None
-                or (req.nth > self.every[1] and (req.nth - self.every[1]) % self.every[0] == 0)
-            )
-            and (self.sop_class_uid is None or self.sop_class_uid == req.sop_class_uid)
-            and (self.sop_instance_uid is None or self.sop_instance_uid == req.sop_instance_uid)
-            and (self.transfer_syntax is None or self.transfer_syntax == req.transfer_syntax)
-            and (self.calling_ae_title is None or self.calling_ae_title == req.calling_ae_title)
-        )
+        """The matchers that need neither a predicate, the random draw nor the content."""
+        return not self.mismatches(req)
+
+    def content_match(self, content: StoreContent) -> bool:
+        if self.dataset is not None:
+            ds = content.dataset()
+            for keyword, expected in self.dataset.items():
+                if not _value_matches(ds.get(keyword).value if keyword in ds else None, expected):
+                    return False
+        return self.match is None or bool(self.match(content))
 
     def unmet(self) -> str | None:
         """Why this rule's ``expect`` is not met, or ``None``."""
@@ -148,25 +277,38 @@ class Rule:
         wanted = str(lo) if lo == hi else (f"at least {lo}" if hi >= 2**31 else f"{lo}..{hi}")
         return f"rule {self.description}: expected {wanted} hit(s), got {self.hits}"
 
+    def __repr__(self) -> str:
+        expected = ""
+        if self.expect is not None:
+            lo, hi = self.expect
+            expected = (
+                f", expect {lo}" if lo == hi else f", expect {lo}..{hi if hi < 2**31 else ''}"
+            )
+        return f"<Rule {self.description}: {self.hits} hits{expected}>"
 
-def _parse_nth(nth: object) -> frozenset[int] | None:
+
+def _nth_text(nth: frozenset[int]) -> str:
+    return str(sorted(nth)) if len(nth) > 1 else str(min(nth))
+
+
+def parse_nth(nth: object) -> frozenset[int] | None:
     if nth is None:
         return None
     if isinstance(nth, int) and not isinstance(nth, bool):
-        return frozenset({_check_count(nth, "nth", minimum=1)})
+        return frozenset({check_count(nth, "nth", minimum=1)})
     if isinstance(nth, Collection) and not isinstance(nth, str | bytes):
-        values = frozenset(_check_count(v, "nth", minimum=1) for v in nth)
+        values = frozenset(check_count(v, "nth", minimum=1) for v in nth)
         if not values:
             raise ValueError("nth: an empty collection never matches; use None for any")
         return values
     raise ValueError(f"nth: expected an int >= 1, a collection of them, or None; got {nth!r}")
 
 
-def _parse_expect(expect: object) -> tuple[int, int] | None:
+def parse_expect(expect: object) -> tuple[int, int] | None:
     if expect is None:
         return None
     if isinstance(expect, int) and not isinstance(expect, bool):
-        n = _check_count(expect, "expect", minimum=0)
+        n = check_count(expect, "expect", minimum=0)
         return (n, n)
     if isinstance(expect, range):
         if expect.step != 1 or len(expect) == 0 or expect.start < 0:
@@ -175,8 +317,8 @@ def _parse_expect(expect: object) -> tuple[int, int] | None:
             )
         return (expect.start, expect.stop - 1)
     if isinstance(expect, tuple) and len(expect) == 2:
-        lo = _check_count(expect[0], "expect", minimum=0)
-        hi = 2**62 if expect[1] is None else _check_count(expect[1], "expect", minimum=lo)
+        lo = check_count(expect[0], "expect", minimum=0)
+        hi = 2**62 if expect[1] is None else check_count(expect[1], "expect", minimum=lo)
         return (lo, hi)
     raise ValueError(
         f"expect: expected an int, a range, or a (min, max|None) tuple; got {expect!r}"
@@ -194,9 +336,20 @@ class RuleBuilder:
         self._matchers = matchers
         self._done = False
 
+    def __repr__(self) -> str:
+        return f"<RuleBuilder on_store({self._matchers!r}): call an action method>"
+
     def _install(self, action: Action) -> Rule:
         if self._done:
             raise ValueError("this on_store(...) rule already has an action; call on_store again")
+        if action.acts_while_receiving and (
+            self._matchers.get("dataset") is not None or self._matchers.get("match") is not None
+        ):
+            what = "slow_read" if action.name == "slow_read" else "abort(during_dataset=True)"
+            raise ValueError(
+                f"{what} acts while the data set is arriving, before dataset=/match= can be "
+                "evaluated: match it on the command (nth, sop_class_uid, when=...) instead"
+            )
         self._done = True
         return self._table.add(action, self._matchers)
 
@@ -205,38 +358,49 @@ class RuleBuilder:
         return self._install(Action("accept", status=0))
 
     def respond(self, status: int | str, comment: str | None = None) -> Rule:
-        """Answer with any status (int 0x0000-0xFFFF or a name) and optional Error Comment."""
+        """Answer with any status (int 0x0000-0xFFFF, ``"0xA700"`` or a name) and an
+        optional Error Comment."""
         return self._install(
             Action("respond", status=parse_status(status), comment=_check_comment(comment))
         )
 
-    def warn(self, status: int | str = 0xB000, comment: str | None = None) -> Rule:
+    def warn(self, status: int | str = "0xB000", comment: str | None = None) -> Rule:
         """Answer with a warning status (0x0001, 0x0107, 0x0116 or 0xBxxx)."""
         code = parse_status(status)
         if classify(code) is not StatusCategory.WARNING:
             raise ValueError(
-                f"status: {code:#06x} is not a warning (0x0001, 0x0107, 0x0116, 0xB000-0xBFFF)"
+                f"status: {status_label(code)} is not a warning "
+                "(0x0001, 0x0107, 0x0116, 0xB000-0xBFFF)"
             )
         return self._install(Action("warn", status=code, comment=_check_comment(comment)))
 
     def fail(self, status: int | str, comment: str | None = None) -> Rule:
-        """Answer with a failure status (anything but success, warning or pending)."""
+        """Answer with a failure status (anything but success or warning)."""
         code = parse_status(status)
         if classify(code) is not StatusCategory.FAILURE:
             raise ValueError(
-                f"status: {code:#06x} is not a failure (it is a {classify(code).value} status); "
-                "use respond() to send any code"
+                f"status: {status_label(code)} is not a failure (it is a "
+                f"{classify(code).value} status); use respond() to send any code"
             )
         return self._install(Action("fail", status=code, comment=_check_comment(comment)))
 
+    def respond_with(self, handler: Handler) -> Rule:
+        """Answer as ``handler(store)`` says: a status, ``(status, comment)``, or an
+        action from :class:`Reply` (abort, disconnect, garbage). ``store`` is a
+        :class:`StoreContent` (the request's fields and ``.dataset()``). A handler that
+        raises is reported by ``check()`` and the store is answered 0x0110."""
+        if not callable(handler):
+            raise ValueError(f"handler: expected a callable taking the store, got {handler!r}")
+        return self._install(Action("respond_with", handler=handler))
+
     def stall(self, seconds: float) -> Rule:
-        """Wait ``seconds`` after the dataset, then answer as the next matching rule."""
+        """Wait ``seconds`` after the data set, then answer as the next matching rule."""
         return self._install(Action("stall", seconds=_check_seconds(seconds, "seconds")))
 
     def slow_read(self, bytes_per_second: float) -> Rule:
-        """Read this store's dataset at most ``bytes_per_second``, then answer as the
+        """Read this store's data set at most ``bytes_per_second``, then answer as the
         next matching rule. The throttle applies to reads from the socket once the
-        command has arrived; the SCU feels it when the dataset outgrows what the
+        command has arrived; the SCU feels it when the data set outgrows what the
         kernel buffers (a few hundred KB on loopback)."""
         if (
             isinstance(bytes_per_second, bool)
@@ -248,7 +412,7 @@ class RuleBuilder:
         return self._install(Action("slow_read", bytes_per_second=float(bytes_per_second)))
 
     def abort(self, during_dataset: bool = False) -> Rule:
-        """Send A-ABORT instead of the response, or after the dataset's first P-DATA
+        """Send A-ABORT instead of the response, or after the data set's first P-DATA
         fragment when ``during_dataset``."""
         if not isinstance(during_dataset, bool):
             raise ValueError(f"during_dataset: expected a bool, got {during_dataset!r}")
@@ -267,160 +431,3 @@ class RuleBuilder:
         if not isinstance(data, bytes | bytearray) or not data:
             raise ValueError(f"data: expected non-empty bytes or None, got {data!r}")
         return self._install(Action("garbage", data=bytes(data)))
-
-
-class RuleTable:
-    """The rules of one server, their hit counts, and the life-long nth counter.
-
-    All access holds one lock, so rules can be added or cleared while associations run.
-    """
-
-    def __init__(self, seed: int | None) -> None:
-        self._lock = threading.Lock()
-        self._rules: list[Rule] = []
-        self._seed = seed
-        self._random = random.Random(seed)
-        self._count = 0
-        self._next_index = 1
-
-    def builder(self, **matchers: Any) -> RuleBuilder:
-        """Validate matchers now (configuration time) and return a builder."""
-        parsed: dict[str, Any] = {"nth": _parse_nth(matchers["nth"])}
-        every, offset = matchers.get("every"), matchers.get("offset", 0)
-        if every is None:
-            if offset:
-                raise ValueError("offset: only means something with every=N")
-            parsed["every"] = None
-        else:
-            parsed["every"] = (
-                _check_count(every, "every", minimum=1),
-                _check_count(offset, "offset", minimum=0),
-            )
-        kinds = {
-            "sop_class_uid": UidKind.SOP_CLASS,
-            "sop_instance_uid": None,
-            "transfer_syntax": UidKind.TRANSFER_SYNTAX,
-        }
-        for key, kind in kinds.items():
-            value = matchers[key]
-            parsed[key] = None if value is None else resolve_uid(value, parameter=key, kind=kind)
-        calling = matchers["calling_ae_title"]
-        if calling is not None and (not isinstance(calling, str) or not calling.strip()):
-            raise ValueError(f"calling_ae_title: expected an AE title string, got {calling!r}")
-        parsed["calling_ae_title"] = None if calling is None else calling.strip()
-        when = matchers["when"]
-        if when is not None and not callable(when):
-            raise ValueError(f"when: expected a callable taking a StoreRequest, got {when!r}")
-        parsed["when"] = when
-        probability = matchers["probability"]
-        if probability is not None and (
-            isinstance(probability, bool)
-            or not isinstance(probability, int | float)
-            or not 0.0 <= probability <= 1.0
-        ):
-            raise ValueError(f"probability: expected a number in 0..1, got {probability!r}")
-        parsed["probability"] = probability
-        times = matchers["times"]
-        parsed["times"] = None if times is None else _check_count(times, "times", minimum=1)
-        expect = _parse_expect(matchers["expect"])
-        if expect is not None and parsed["times"] is not None and expect[0] > parsed["times"]:
-            raise ValueError(
-                f"expect: at least {expect[0]} hit(s) can never happen with times={times}"
-            )
-        nth = parsed["nth"]
-        if expect is not None and nth is not None and expect[0] > len(nth):
-            raise ValueError(
-                f"expect: at least {expect[0]} hit(s) can never happen with nth={matchers['nth']!r}"
-            )
-        parsed["expect"] = expect
-        return RuleBuilder(self, parsed)
-
-    def add(self, action: Action, matchers: dict[str, Any]) -> Rule:
-        with self._lock:
-            rule = Rule(action=action, index=self._next_index, **matchers)
-            self._next_index += 1
-            rule.description = _describe(rule)
-            self._rules.append(rule)
-            return rule
-
-    @property
-    def rules(self) -> list[Rule]:
-        with self._lock:
-            return list(self._rules)
-
-    def reset(self) -> None:
-        """Forget rules, hits and the nth counter; re-seed the random source."""
-        with self._lock:
-            self._rules.clear()
-            self._count = 0
-            self._next_index = 1
-            self._random = random.Random(self._seed)
-
-    def next_nth(self) -> int:
-        with self._lock:
-            self._count += 1
-            return self._count
-
-    def decide(
-        self, req: StoreRequest, on_error: Callable[[BaseException], None]
-    ) -> tuple[Decision, list[Rule]]:
-        """Pick the answer for ``req``; ``on_error`` receives a raising predicate's error
-        (that rule then does not match). Returns the decision and the rules that hit."""
-        stall = 0.0
-        rate: float | None = None
-        hit: list[Rule] = []
-        with self._lock:
-            rules = list(self._rules)
-        for rule in rules:
-            with self._lock:
-                if not rule.static_match(req):
-                    continue
-            if rule.when is not None:
-                # Predicates run outside the lock: they are user code and may be slow.
-                try:
-                    if not rule.when(req):
-                        continue
-                except Exception as exc:
-                    on_error(exc)
-                    continue
-            with self._lock:
-                if rule.times is not None and rule.hits >= rule.times:
-                    continue  # another association used the last hit meanwhile
-                if rule.probability is not None and self._random.random() >= rule.probability:
-                    continue
-                rule.hits += 1
-            hit.append(rule)
-            action = rule.action
-            if action.name == "stall":
-                stall += action.seconds
-            elif action.name == "slow_read":
-                rate = (
-                    action.bytes_per_second if rate is None else min(rate, action.bytes_per_second)
-                )
-            else:
-                return Decision(action, stall, rate), hit
-        return Decision(DEFAULT_DECISION.action, stall, rate), hit
-
-    def unmet(self) -> list[str]:
-        with self._lock:
-            return [msg for rule in self._rules if (msg := rule.unmet()) is not None]
-
-
-def _describe(rule: Rule) -> str:
-    parts = []
-    if rule.nth is not None:
-        parts.append(f"nth={sorted(rule.nth)}" if len(rule.nth) > 1 else f"nth={min(rule.nth)}")
-    if rule.every is not None:
-        every, offset = rule.every
-        parts.append(f"every={every}" + (f", offset={offset}" if offset else ""))
-    for key in ("sop_class_uid", "sop_instance_uid", "transfer_syntax", "calling_ae_title"):
-        value = getattr(rule, key)
-        if value is not None:
-            parts.append(f"{key}={value!r}")
-    if rule.when is not None:
-        parts.append(f"when={getattr(rule.when, '__name__', 'predicate')}")
-    if rule.probability is not None:
-        parts.append(f"probability={rule.probability}")
-    if rule.times is not None:
-        parts.append(f"times={rule.times}")
-    return f"#{rule.index} on_store({', '.join(parts)}).{rule.action.name}"

@@ -1,0 +1,393 @@
+"""The rule table of one server: which rule answers each store, in two steps.
+
+1. When the C-STORE-RQ arrives (:meth:`RuleTable.plan`), the rules that match on the
+   command are tried in order: a ``slow_read`` modifier that matches throttles the
+   data set, and when the first terminal match is ``abort(during_dataset=True)`` it
+   acts at once. Rules that match on the content are not looked at yet.
+2. When the data set is complete (:meth:`RuleTable.decide`), every rule is tried in
+   order, the content rules included (what step 1 found is reused, so a predicate or a
+   random draw is never made twice); the first terminal match answers, the ``stall``
+   modifiers met on the way delay it.
+
+Hits are counted when a store's answer is known. Ordered rules (``ordered=True``) must
+be hit in the order they were made; a store that hits one before an earlier one has had
+its hits is recorded as an error. The table also keeps the last requests it saw, to say
+for an unmet expectation which store came nearest.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from scu.protocol.uids import UidKind, resolve_uid
+
+from .rules import (
+    DEFAULT_DECISION,
+    Action,
+    Decision,
+    Reply,
+    Rule,
+    RuleBuilder,
+    StoreContent,
+    StoreRequest,
+    _nth_text,
+    check_count,
+    parse_expect,
+    parse_nth,
+)
+
+__all__ = ["OrderError", "Plan", "RuleTable"]
+
+#: Requests remembered for the near misses of unmet expectations.
+_SEEN = 1000
+
+
+class OrderError(AssertionError):
+    """An ordered rule was hit before the ordered rules made before it."""
+
+
+@dataclass
+class Plan:
+    """What step 1 found for one store, carried to step 2."""
+
+    request: StoreRequest
+    #: rule index -> whether its command-level matchers, predicate and draw matched
+    matched: dict[int, bool] = field(default_factory=dict)
+    bytes_per_second: float | None = None
+    #: set when an ``abort(during_dataset=True)`` rule answers in step 1
+    decision: Decision | None = None
+    #: the slow_read rules applied in step 1 (their hits are counted with the answer)
+    modifiers: list[Rule] = field(default_factory=list)
+
+
+class RuleTable:
+    """The rules of one server, their hit counts, and the life-long nth counter.
+
+    All access holds one lock, so rules can be added or cleared while associations run.
+    """
+
+    def __init__(self, seed: int | None) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[Rule] = []
+        self._seed = seed
+        self._random = random.Random(seed)
+        self._count = 0
+        self._next_index = 1
+        self._ordered = 0
+        self._seen: deque[StoreRequest] = deque(maxlen=_SEEN)
+
+    # -- building
+
+    def builder(self, **matchers: Any) -> RuleBuilder:
+        """Validate matchers now (configuration time) and return a builder."""
+        parsed: dict[str, Any] = {"nth": parse_nth(matchers.get("nth"))}
+        every, offset = matchers.get("every"), matchers.get("offset", 0)
+        if every is None:
+            if offset:
+                raise ValueError("offset: only means something with every=N")
+            parsed["every"] = None
+        else:
+            parsed["every"] = (
+                check_count(every, "every", minimum=1),
+                check_count(offset, "offset", minimum=0),
+            )
+        kinds = {
+            "sop_class_uid": UidKind.SOP_CLASS,
+            "sop_instance_uid": None,
+            "transfer_syntax": UidKind.TRANSFER_SYNTAX,
+        }
+        for key, kind in kinds.items():
+            value = matchers.get(key)
+            parsed[key] = None if value is None else resolve_uid(value, parameter=key, kind=kind)
+        calling = matchers.get("calling_ae_title")
+        if calling is not None and (not isinstance(calling, str) or not calling.strip()):
+            raise ValueError(f"calling_ae_title: expected an AE title string, got {calling!r}")
+        parsed["calling_ae_title"] = None if calling is None else calling.strip()
+        for key, what in (("when", "a StoreRequest"), ("match", "the store (StoreContent)")):
+            fn = matchers.get(key)
+            if fn is not None and not callable(fn):
+                raise ValueError(f"{key}: expected a callable taking {what}, got {fn!r}")
+            parsed[key] = fn
+        dataset = matchers.get("dataset")
+        if dataset is not None and (not hasattr(dataset, "items") or not dataset):
+            raise ValueError(
+                f"dataset: expected a mapping of DICOM keywords to values, got {dataset!r}"
+            )
+        if dataset is not None:
+            from pydicom.datadict import keyword_dict
+
+            unknown = [k for k in dataset if k not in keyword_dict]
+            if unknown:
+                raise ValueError(f"dataset: {unknown[0]!r} is not a DICOM keyword")
+        parsed["dataset"] = dataset
+        probability = matchers.get("probability")
+        if probability is not None and (
+            isinstance(probability, bool)
+            or not isinstance(probability, int | float)
+            or not 0.0 <= probability <= 1.0
+        ):
+            raise ValueError(f"probability: expected a number in 0..1, got {probability!r}")
+        parsed["probability"] = probability
+        ordered = matchers.get("ordered", False)
+        if not isinstance(ordered, bool):
+            raise ValueError(f"ordered: expected a bool, got {ordered!r}")
+        times = matchers.get("times")
+        if ordered and times is None:
+            times = 1  # an ordered expectation is met once, then the next one's turn
+        parsed["times"] = None if times is None else check_count(times, "times", minimum=1)
+        expect = parse_expect(matchers.get("expect"))
+        if ordered and expect is None:
+            expect = (parsed["times"], parsed["times"])
+        if expect is not None and parsed["times"] is not None and expect[0] > parsed["times"]:
+            raise ValueError(
+                f"expect: at least {expect[0]} hit(s) can never happen with times={times}"
+            )
+        nth = parsed["nth"]
+        if expect is not None and nth is not None and expect[0] > len(nth):
+            raise ValueError(
+                f"expect: at least {expect[0]} hit(s) can never happen with nth={matchers['nth']!r}"
+            )
+        parsed["expect"] = expect
+        parsed["ordered"] = ordered
+        return RuleBuilder(self, parsed)
+
+    def add(self, action: Action, matchers: dict[str, Any]) -> Rule:
+        options = dict(matchers)
+        ordered = options.pop("ordered", False)
+        with self._lock:
+            rule = Rule(action=action, index=self._next_index, **options)
+            self._next_index += 1
+            if ordered:
+                self._ordered += 1
+                rule.order = self._ordered
+            rule.description = _describe(rule)
+            self._rules.append(rule)
+            return rule
+
+    @property
+    def rules(self) -> list[Rule]:
+        with self._lock:
+            return list(self._rules)
+
+    def reset(self) -> None:
+        """Forget rules, hits and the nth counter; re-seed the random source."""
+        with self._lock:
+            self._rules.clear()
+            self._count = 0
+            self._next_index = 1
+            self._ordered = 0
+            self._random = random.Random(self._seed)
+            self._seen.clear()
+
+    def next_nth(self) -> int:
+        with self._lock:
+            self._count += 1
+            return self._count
+
+    # -- deciding
+
+    def _matches(
+        self, rule: Rule, req: StoreRequest, on_error: Callable[[BaseException], None]
+    ) -> bool:
+        with self._lock:
+            if not rule.static_match(req):
+                return False
+        if rule.when is not None:
+            try:  # predicates run outside the lock: user code, maybe slow
+                if not rule.when(req):
+                    return False
+            except Exception as exc:
+                on_error(exc)
+                return False
+        if rule.probability is not None:
+            with self._lock:
+                if self._random.random() >= rule.probability:
+                    return False
+        return True
+
+    def plan(self, req: StoreRequest, on_error: Callable[[BaseException], None]) -> Plan:
+        """Step 1, when the command arrives (see the module doc)."""
+        with self._lock:
+            self._seen.append(req)
+            rules = list(self._rules)
+        plan = Plan(req)
+        for rule in rules:
+            if rule.on_content:
+                continue
+            matched = plan.matched[rule.index] = self._matches(rule, req, on_error)
+            if not matched:
+                continue
+            action = rule.action
+            if action.name == "slow_read":
+                rate = plan.bytes_per_second
+                plan.bytes_per_second = (
+                    action.bytes_per_second if rate is None else min(rate, action.bytes_per_second)
+                )
+                plan.modifiers.append(rule)
+            elif action.name == "stall":
+                continue
+            else:
+                if action.acts_while_receiving:
+                    plan.decision = Decision(action, 0.0, plan.bytes_per_second)
+                    self._commit([*plan.modifiers, rule], req, on_error)
+                break  # the first terminal match on the command; step 2 confirms it
+        return plan
+
+    def decide(
+        self, plan: Plan, content: StoreContent, on_error: Callable[[BaseException], None]
+    ) -> tuple[Decision, list[Rule]]:
+        """Step 2, when the data set is complete: the answer and the rules that hit."""
+        if plan.decision is not None:
+            return plan.decision, []
+        req = plan.request
+        stall = 0.0
+        hit: list[Rule] = list(plan.modifiers)
+        with self._lock:
+            rules = list(self._rules)
+        chosen: Action = DEFAULT_DECISION.action
+        for rule in rules:
+            action = rule.action
+            if action.name == "slow_read":
+                continue  # applied in step 1 or not at all
+            if rule.index in plan.matched:
+                matched = plan.matched[rule.index]
+            else:
+                matched = self._matches(rule, req, on_error)
+                if matched and rule.on_content:
+                    try:
+                        matched = rule.content_match(content)
+                    except Exception as exc:
+                        on_error(exc)
+                        matched = False
+            if not matched:
+                continue
+            hit.append(rule)
+            if action.name == "stall":
+                stall += action.seconds
+                continue
+            chosen = action
+            break
+        kept = self._commit(hit, req, on_error)
+        if chosen is not DEFAULT_DECISION.action and not any(r.action is chosen for r in kept):
+            chosen = DEFAULT_DECISION.action  # its last allowed hit went to another store
+        if chosen.name == "respond_with":
+            chosen = _run_handler(chosen, content, on_error)
+        return Decision(chosen, stall, plan.bytes_per_second), kept
+
+    def _commit(
+        self, rules: list[Rule], req: StoreRequest, on_error: Callable[[BaseException], None]
+    ) -> list[Rule]:
+        """Count the hits (within ``times``); check the order of ordered rules."""
+        kept = []
+        with self._lock:
+            for rule in rules:
+                if rule.times is not None and rule.hits >= rule.times:
+                    continue  # another association used the last hit meanwhile
+                if rule.order is not None:
+                    waiting = [
+                        r
+                        for r in self._rules
+                        if r.order is not None
+                        and r.order < rule.order
+                        and r.expect is not None
+                        and r.hits < r.expect[0]
+                    ]
+                    if waiting:
+                        on_error(
+                            OrderError(
+                                f"store {req.nth} ({req.sop_instance_uid}) hit ordered rule "
+                                f"{rule.description} before {waiting[0].description}"
+                            )
+                        )
+                rule.hits += 1
+                kept.append(rule)
+        return kept
+
+    # -- reporting
+
+    def unmet(self) -> list[str]:
+        """The unmet expectations, each with the store that came nearest."""
+        with self._lock:
+            rules = list(self._rules)
+            seen = list(self._seen)
+        out = []
+        for rule in rules:
+            message = rule.unmet()
+            if message is None:
+                continue
+            out.append(f"{message}; {_nearest(rule, seen)}")
+        return out
+
+
+def _nearest(rule: Rule, seen: list[StoreRequest]) -> str:
+    if not seen:
+        return "no store arrived"
+
+    def distance(req: StoreRequest) -> tuple[int, int]:
+        # Fewest failed matchers first; among those, the store nearest the wanted nth
+        # (or the latest one).
+        near = min((abs(req.nth - n) for n in rule.nth), default=0) if rule.nth else -req.nth
+        return len(rule.mismatches(req)), near
+
+    best = min(seen, key=distance)
+    misses = rule.mismatches(best)
+    count = f"{len(seen)} store{'s' if len(seen) != 1 else ''} arrived"
+    if not misses:
+        why = "content or predicate did not match" if (rule.on_content or rule.when) else "matched"
+        return f"{count}; nearest: store {best.nth} ({best.sop_instance_uid}): {why}"
+    return (
+        f"{count}; nearest: store {best.nth} ({best.sop_instance_uid}) missed {', '.join(misses)}"
+    )
+
+
+def _run_handler(
+    action: Action, content: StoreContent, on_error: Callable[[BaseException], None]
+) -> Action:
+    """What a ``respond_with`` handler says, as an action; 0x0110 if it fails."""
+    assert action.handler is not None
+    try:
+        result = action.handler(content)
+        if isinstance(result, Action):
+            if result.acts_while_receiving or not (
+                result.answers or result.name in ("abort", "disconnect", "garbage")
+            ):
+                raise ValueError(f"respond_with: a handler cannot answer with {result.name}")
+            return result
+        if isinstance(result, tuple):
+            status, comment = result
+            return Reply.status(status, comment)
+        return Reply.status(result)  # type: ignore[arg-type]
+    except Exception as exc:
+        on_error(exc)
+        return Action("respond", status=0x0110, comment="respond_with handler raised")
+
+
+def _describe(rule: Rule) -> str:
+    parts = []
+    if rule.nth is not None:
+        parts.append(f"nth={_nth_text(rule.nth)}")
+    if rule.every is not None:
+        every, offset = rule.every
+        parts.append(f"every={every}" + (f", offset={offset}" if offset else ""))
+    for key in ("sop_class_uid", "sop_instance_uid", "transfer_syntax", "calling_ae_title"):
+        value = getattr(rule, key)
+        if value is not None:
+            parts.append(f"{key}={value!r}")
+    for key in ("when", "match"):
+        fn = getattr(rule, key)
+        if fn is not None:
+            parts.append(f"{key}={getattr(fn, '__name__', 'callable')}")
+    if rule.dataset is not None:
+        parts.append(f"dataset={dict(rule.dataset)!r}")
+    if rule.probability is not None:
+        parts.append(f"probability={rule.probability}")
+    if rule.times is not None:
+        parts.append(f"times={rule.times}")
+    if rule.order is not None:
+        parts.append("ordered=True")
+    return f"#{rule.index} on_store({', '.join(parts)}).{rule.action.name}"
