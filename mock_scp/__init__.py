@@ -21,13 +21,29 @@ on demand), :attr:`MockScp.associations` (:class:`AssociationRecord`),
 :attr:`MockScp.violations` (:class:`Violation`), :attr:`MockScp.errors`.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from scu.protocol.acse import REJECT_REASONS, REJECT_RESULTS, REJECT_SOURCES
 from scu.protocol.status import STATUS_NAMES
 
 from .errors import MockScpError
 from .journal import AssociationRecord, ReceivedStore, Violation, ViolationKind
-from .rules import Rule, RuleBuilder, StoreRequest
+from .rules import Reply, Rule, RuleBuilder, StoreContent, StoreRequest
 from .server import MockScp, RejectRule
+
+if TYPE_CHECKING:
+    from .plugin import DicomFileFactory, MockScpFactory
+
+
+def __getattr__(name: str) -> Any:
+    # The fixture types live in the pytest plugin: imported only when asked for, so that
+    # using the mock without pytest does not import pytest.
+    if name in ("DicomFileFactory", "MockScpFactory"):
+        from . import plugin
+
+        return getattr(plugin, name)
+    raise AttributeError(f"module 'mock_scp' has no attribute {name!r}")
+
 
 __all__ = [
     "REJECT_REASONS",
@@ -35,12 +51,16 @@ __all__ = [
     "REJECT_SOURCES",
     "STATUS_NAMES",
     "AssociationRecord",
+    "DicomFileFactory",
     "MockScp",
     "MockScpError",
+    "MockScpFactory",
     "ReceivedStore",
     "RejectRule",
+    "Reply",
     "Rule",
     "RuleBuilder",
+    "StoreContent",
     "StoreRequest",
     "Violation",
     "ViolationKind",

@@ -5,7 +5,7 @@ and what ``scukit serve`` prints. Every text a peer sent goes through
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from scu.protocol.status import status_label
 from scu.protocol.uids import uid_keyword
@@ -16,6 +16,17 @@ if TYPE_CHECKING:
     from .server import MockScp
 
 __all__ = ["association_dict", "format_journal", "journal_dict", "store_dict"]
+
+
+class Journaled(Protocol):
+    """Anything with a journal to show (a MockScp)."""
+
+    @property
+    def associations(self) -> list[AssociationRecord]: ...
+
+    @property
+    def received(self) -> list[ReceivedStore]: ...
+
 
 #: Stores listed per association before the rest is summed up.
 MAX_LISTED = 50
@@ -119,7 +130,7 @@ def _association_line(record: AssociationRecord) -> str:
     )
 
 
-def format_journal(scp: MockScp) -> str:
+def format_journal(scp: Journaled) -> str:
     """The journal per association, with each store's status and each end."""
     associations = scp.associations
     stores = scp.received

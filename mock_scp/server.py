@@ -27,20 +27,17 @@ from pathlib import Path
 
 from scu.protocol.acse import parse_reject
 from scu.protocol.pdu import AssociateRQ, UserIdentity
-from scu.protocol.status import parse_status, status_label
-from scu.protocol.uids import UidKind, resolve_uid
 
 from .admission import Admission, RejectRule, check_identity
 from .checks import uid_mismatch
 from .config import IdentityCheck, ScpConfig, is_loopback
 from .connection import Connection
-from .errors import MockScpError
 from .journal import AssociationRecord, Journal, Listener, ReceivedStore, Violation, printable
 from .matching import Plan, RuleTable
 from .negotiation import Policy
-from .report import format_journal
 from .rules import Decision, Rule, RuleBuilder, StoreContent, StoreRequest
 from .storage import PayloadStore, StoreWriter, payload_store
+from .verdicts import Verdicts
 
 __all__ = ["Listener", "MockScp", "RejectRule"]
 
@@ -75,7 +72,7 @@ class _Port:
         return check_identity(self.config.require_user_identity, identity)
 
 
-class MockScp:
+class MockScp(Verdicts):
     """A configurable DICOM Storage SCP on a loopback port, for tests.
 
     Use as a context manager or call :meth:`start`/:meth:`stop`. Configure answers
@@ -456,93 +453,6 @@ class MockScp:
     def refused_connections(self) -> int:
         """TCP connections closed at once because ``max_connections`` were open."""
         return self._journal.refused_connections
-
-    def check(self, *, violations: bool = True, allow_unreleased: bool = True) -> None:
-        """Raise :class:`MockScpError` listing server-thread errors, unmet ``expect``
-        counts (each with the store that came nearest), the SCU's violations (unless
-        ``violations=False``), and, with ``allow_unreleased=False``, the associations
-        left open or ended by the SCU without a release; the journal comes with it."""
-        __tracebackhide__ = True
-        found_violations = self.violations if violations else []
-        errors = self.errors
-        unmet = self._rules.unmet()
-        unreleased = [] if allow_unreleased else self.unreleased()
-        if errors or unmet or found_violations or unreleased:
-            raise MockScpError(
-                errors=errors,
-                unmet=unmet,
-                violations=found_violations,
-                unreleased=unreleased,
-                journal=format_journal(self),
-            )
-
-    def unreleased(self) -> list[str]:
-        """The associations left open, or ended by the SCU without a release (an
-        A-ABORT or a dropped connection), in words."""
-        out = []
-        for record in self._journal.associations:
-            if record.ended is None:
-                out.append(f"association {record.id} ({record.calling_ae_title}) is still open")
-            elif record.ended_by == "scu" and record.ended != "released":
-                out.append(
-                    f"association {record.id} ({record.calling_ae_title}) {record.ended}: "
-                    f"{printable(record.end_detail or '')}"
-                )
-        return out
-
-    def assert_stored(
-        self,
-        count: int | None = None,
-        *,
-        sop_class_uid: str | None = None,
-        sop_instance_uid: str | None = None,
-        transfer_syntax: str | None = None,
-        calling_ae_title: str | None = None,
-        status: int | str | None = None,
-    ) -> list[ReceivedStore]:
-        """Assert that ``count`` stores (at least one when ``None``) arrived complete
-        and were answered, among those matching the filters given (UIDs or keywords; a
-        status as a code or name); return them. The message shows the journal."""
-        __tracebackhide__ = True
-        wanted: dict[str, object] = {}
-        for key, value, kind in (
-            ("sop_class_uid", sop_class_uid, UidKind.SOP_CLASS),
-            ("sop_instance_uid", sop_instance_uid, None),
-            ("transfer_syntax", transfer_syntax, UidKind.TRANSFER_SYNTAX),
-        ):
-            if value is not None:
-                wanted[key] = resolve_uid(value, parameter=key, kind=kind)
-        if calling_ae_title is not None:
-            wanted["calling_ae_title"] = calling_ae_title
-        if status is not None:
-            wanted["status"] = parse_status(status)
-        found = [s for s in self.stored if all(getattr(s, k) == v for k, v in wanted.items())]
-        if (count is None and found) or (count is not None and len(found) == count):
-            return found
-        what = ", ".join(
-            f"{k}={status_label(v) if k == 'status' else v!r}"  # type: ignore[arg-type]
-            for k, v in wanted.items()
-        )
-        expected = "at least 1" if count is None else str(count)
-        raise MockScpError(
-            title=(
-                f"assert_stored({what}): expected {expected} answered store(s), found "
-                f"{len(found)} (of {len(self.stored)} answered, {len(self.received)} received)"
-            ),
-            journal=format_journal(self),
-        )
-
-    def assert_no_violations(self) -> None:
-        """Assert that the SCU did nothing against the standard; the message lists what it
-        did, with the journal."""
-        __tracebackhide__ = True
-        violations = self.violations
-        if violations:
-            raise MockScpError(
-                title=f"{len(violations)} violation(s) by the SCU:",
-                violations=violations,
-                journal=format_journal(self),
-            )
 
     def __repr__(self) -> str:
         state = f"listening on {self.addr}" if self.running else "stopped"
