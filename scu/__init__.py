@@ -12,20 +12,24 @@ from scu.errors import (
     AssociationRejected,
     CallbackError,
     ConnectionFailed,
+    Interrupted,
     ProtocolError,
     Rejection,
     ScuError,
     TransportError,
 )
 from scu.events import FileError, FileSending, FileSent, TransferCompleted, TransferStarted
+from scu.journal import TransferJournal
+from scu.protocol.pdu import UserIdentity
 from scu.protocol.status import StatusCategory, classify, describe
 from scu.protocol.uids import resolve_transfer_syntax
-from scu.result import FileOutcome, PreflightItem, TransferResult
-from scu.store import StoreScu
+from scu.result import Attempt, FileOutcome, PreflightItem, TransferResult
+from scu.store import Skipped, StoreScu
 
 __all__ = [
     "AssociationError",
     "AssociationRejected",
+    "Attempt",
     "CallbackError",
     "ConnectionFailed",
     "EchoResult",
@@ -33,16 +37,20 @@ __all__ = [
     "FileOutcome",
     "FileSending",
     "FileSent",
+    "Interrupted",
     "PreflightItem",
     "ProtocolError",
     "Rejection",
     "ScuError",
+    "Skipped",
     "StatusCategory",
     "StoreScu",
     "TransferCompleted",
+    "TransferJournal",
     "TransferResult",
     "TransferStarted",
     "TransportError",
+    "UserIdentity",
     "classify",
     "describe",
     "echo",

@@ -28,6 +28,7 @@ import os
 import select
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -60,7 +61,7 @@ from scu.protocol.requestor import (
 from scu.protocol.stream import Limits
 from scu.protocol.uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE, VERIFICATION_SOP_CLASS
 
-__all__ = ["Association", "Endpoint", "Timeouts"]
+__all__ = ["Association", "Endpoint", "InterruptedStore", "Interruption", "Timeouts"]
 
 log = logging.getLogger("scu.association")
 
@@ -71,6 +72,34 @@ UNLIMITED_PDV = 1 << 20
 #: The largest P-DATA-TF we read from the SCP: a response is a few hundred bytes.
 MAX_INCOMING_PDU = 64 << 20
 _RECV_SIZE = 64 * 1024
+
+
+class Interruption:
+    """Set when a transfer is interrupted: a response already awaited gets
+    :attr:`GRACE` more seconds, a second interruption ends the wait at once."""
+
+    GRACE = 2.0
+
+    def __init__(self) -> None:
+        self._at: float | None = None
+        self._lock = threading.Lock()
+
+    def interrupt(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if self._at is None:
+                self._at = now
+            else:
+                self._at = now - self.GRACE  # again: no more waiting
+
+    @property
+    def interrupted(self) -> bool:
+        return self._at is not None
+
+    def cutoff(self) -> float | None:
+        """When waiting must end because of the interruption (``None``: no interruption)."""
+        at = self._at
+        return None if at is None else at + self.GRACE
 
 
 @dataclass(frozen=True)
@@ -98,9 +127,15 @@ class Endpoint:
     def where(self) -> str:
         return f"{self.called_ae_title}@{self.address}"
 
-    def open(self, plan: AssociationPlan | None, *, verification: bool = False) -> Association:
+    def open(
+        self,
+        plan: AssociationPlan | None,
+        *,
+        verification: bool = False,
+        interruption: Interruption | None = None,
+    ) -> Association:
         """Connect and negotiate; :class:`ConnectionFailed` or :class:`AssociationRejected`."""
-        return Association.open(self, plan, verification=verification)
+        return Association.open(self, plan, verification=verification, interruption=interruption)
 
 
 def _describe_os_error(exc: BaseException) -> str:
@@ -141,8 +176,10 @@ class Association:
         *,
         endpoint: Endpoint,
         negotiated: Sequence[NegotiatedContext],
+        interruption: Interruption | None = None,
     ) -> None:
         assert machine.accept is not None
+        self.interruption = interruption
         self._sock = sock
         self._machine = machine
         self.endpoint = endpoint
@@ -167,7 +204,12 @@ class Association:
 
     @classmethod
     def open(
-        cls, endpoint: Endpoint, plan: AssociationPlan | None, *, verification: bool = False
+        cls,
+        endpoint: Endpoint,
+        plan: AssociationPlan | None,
+        *,
+        verification: bool = False,
+        interruption: Interruption | None = None,
     ) -> Association:
         where = endpoint.where
         timeouts = endpoint.timeouts
@@ -181,8 +223,10 @@ class Association:
                 )
             )
 
-        def failed(cause: str) -> ConnectionFailed:
-            return ConnectionFailed(f"could not establish association with {where}: {cause}")
+        def failed(cause: str, *, transient: bool = False) -> ConnectionFailed:
+            return ConnectionFailed(
+                f"could not establish association with {where}: {cause}", transient=transient
+            )
 
         try:
             sock = socket.create_connection(
@@ -190,9 +234,10 @@ class Association:
             )
         except (OSError, UnicodeError) as exc:  # UnicodeError: the idna codec on odd names
             cause = _describe_os_error(exc)
-            if isinstance(exc, socket.timeout | TimeoutError):
+            timed_out = isinstance(exc, socket.timeout | TimeoutError)
+            if timed_out:
                 cause = f"no TCP connection within connect_timeout={timeouts.connect}s"
-            raise failed(cause) from exc
+            raise failed(cause, transient=timed_out) from exc
         deadline = _deadline(timeouts.acse)
         limits = Limits(
             max_pdata_length=endpoint.max_pdu_length, max_pdata_hard=MAX_INCOMING_PDU, max_dataset=0
@@ -217,13 +262,14 @@ class Association:
             sock.settimeout(timeouts.network)
             sock.sendall(machine.associate(rq))
             events = _wait(sock, machine, deadline, f"acse_timeout={timeouts.acse}s",
-                           "an answer to A-ASSOCIATE-RQ", bytearray(_RECV_SIZE))  # fmt: skip
+                           bytearray(_RECV_SIZE), interruption)  # fmt: skip
         except (OSError, UnicodeError) as exc:
             sock.close()
             cause = _describe_os_error(exc)
             if isinstance(exc, socket.timeout | TimeoutError):
                 cause = f"no answer to A-ASSOCIATE-RQ within acse_timeout={timeouts.acse}s"
-            raise failed(cause) from exc
+            tls_refused = isinstance(exc, ssl.SSLError)
+            raise failed(cause, transient=not tls_refused) from exc
         event = events[0]
         if isinstance(event, Rejected):
             sock.close()
@@ -236,7 +282,8 @@ class Association:
             )
         if not isinstance(event, Accepted):
             sock.close()
-            raise failed(_why_not(event, "A-ASSOCIATE-RQ"))
+            transient = isinstance(event, PeerAborted | ConnectionLost | TimedOut)
+            raise failed(_why_not(event, "A-ASSOCIATE-RQ"), transient=transient)
         accept = event.accept
         negotiated = _negotiated(contexts, accept)
         endpoint.log.debug(
@@ -244,7 +291,9 @@ class Association:
             accept.max_pdu_length, sum(c.accepted for c in negotiated), len(negotiated),
         )  # fmt: skip
         sock.settimeout(timeouts.network)
-        return cls(sock, machine, endpoint=endpoint, negotiated=negotiated)
+        return cls(
+            sock, machine, endpoint=endpoint, negotiated=negotiated, interruption=interruption
+        )
 
     # --- ending ------------------------------------------------------------------------
 
@@ -261,8 +310,8 @@ class Association:
                 self._machine,
                 _deadline(self.timeouts.acse),
                 f"acse_timeout={self.timeouts.acse}s",
-                "A-RELEASE-RP",
                 self._recv_buffer,
+                self.interruption,
             )
             if isinstance(events[0], Released):
                 self._log.debug("<- A-RELEASE-RP")
@@ -380,8 +429,8 @@ class Association:
                 self._machine,
                 _deadline(self.timeouts.dimse),
                 f"dimse_timeout={self.timeouts.dimse}s",
-                "a response",
                 self._recv_buffer,
+                self.interruption,
             )
         except OSError as exc:
             raise self._broken("while waiting for the response", exc) from exc
@@ -394,6 +443,10 @@ class Association:
             return event.command
         self.close()
         if isinstance(event, TimedOut):
+            if event.what == _INTERRUPTED:
+                raise InterruptedStore(
+                    "not answered before the transfer was interrupted; the association was aborted"
+                )
             raise TransportError(
                 f"no response from the SCP within {event.what}; the association was aborted"
             )
@@ -485,30 +538,50 @@ def _why_not(event: ScuEvent, request: str) -> str:
     return f"unexpected {type(event).__name__}"
 
 
+_INTERRUPTED = "the interruption of the transfer"
+
+
+class InterruptedStore(TransportError):
+    """The response did not come before the transfer was interrupted (not worth a retry)."""
+
+    transient = False
+
+
 def _wait(
     sock: socket.socket,
     machine: Requestor,
     deadline: float | None,
     timeout_name: str,
-    awaited: str,
     buffer: bytearray,
+    interruption: Interruption | None = None,
 ) -> list[ScuEvent]:
-    """Read until the machine reports something; the deadline covers the whole wait."""
+    """Read until the machine reports something; the deadline covers the whole wait. An
+    interruption (or a KeyboardInterrupt while waiting) leaves :attr:`Interruption.GRACE`
+    seconds for what is awaited."""
     view = memoryview(buffer)
     while True:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                events = machine.deadline_passed(timeout_name)
-                _send_quietly(sock, machine.data_to_send())
-                return events or [TimedOut(timeout_name)]
-            sock.settimeout(left)
-        else:
-            sock.settimeout(None)
+        limit, what = deadline, timeout_name
+        cutoff = interruption.cutoff() if interruption is not None else None
+        if cutoff is not None and (limit is None or cutoff < limit):
+            limit, what = cutoff, _INTERRUPTED
+        now = time.monotonic()
+        if limit is not None and limit <= now:
+            events = machine.deadline_passed(what)
+            _send_quietly(sock, machine.data_to_send())
+            return events or [TimedOut(what)]
+        left = None if limit is None else limit - now
+        if interruption is not None:  # look at the interruption now and then
+            left = 0.25 if left is None else min(left, 0.25)
+        sock.settimeout(left)
         try:
             n = sock.recv_into(view)
         except TimeoutError:
             continue  # the deadline check above decides
+        except KeyboardInterrupt:
+            if interruption is None:
+                raise
+            interruption.interrupt()
+            continue
         except (ConnectionError, ssl.SSLError) as exc:
             how = (
                 "reset the connection"

@@ -7,6 +7,7 @@ import ssl
 import time
 from dataclasses import dataclass
 
+from scu.protocol.pdu import UserIdentity
 from scu.store import UNSET, build_endpoint
 
 __all__ = ["EchoResult", "echo"]
@@ -28,6 +29,7 @@ def echo(
     dimse_timeout: float | None = 30.0,
     network_timeout: float | None = 60.0,
     tls: ssl.SSLContext | None = None,
+    user_identity: UserIdentity | None = None,
 ) -> EchoResult:
     """C-ECHO ``addr``; raises :class:`ConnectionFailed` / :class:`AssociationRejected`,
     or :class:`ProtocolError` / :class:`TransportError` if the echo itself fails."""
@@ -42,6 +44,7 @@ def echo(
         network_timeout=network_timeout,
         tls=tls,
         log=logging.getLogger("scu.association"),
+        user_identity=user_identity,
     )
     started = time.monotonic()
     assoc = endpoint.open(None, verification=True)

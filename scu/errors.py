@@ -25,6 +25,7 @@ __all__ = [
     "AssociationRejected",
     "CallbackError",
     "ConnectionFailed",
+    "Interrupted",
     "ProtocolError",
     "Rejection",
     "ScuError",
@@ -47,7 +48,13 @@ class Rejection:
 
 
 class AssociationError(ScuError):
-    """No association could be established; ``.result`` accounts every entry as failed."""
+    """No association could be established; ``.result`` accounts every entry as failed.
+
+    ``transient`` says whether trying again later may succeed (retries apply only then):
+    a transient rejection, an A-ABORT or a dropped connection during negotiation, a
+    timeout; not a refused connection, an unknown host or a permanent rejection."""
+
+    transient = False
 
     def __init__(self, message: str, *, result: TransferResult | None = None) -> None:
         super().__init__(message)
@@ -56,6 +63,12 @@ class AssociationError(ScuError):
 
 class ConnectionFailed(AssociationError):
     """The TCP connection or the association negotiation failed (refused, timeout, abort)."""
+
+    def __init__(
+        self, message: str, *, transient: bool = False, result: TransferResult | None = None
+    ) -> None:
+        super().__init__(message, result=result)
+        self.transient = transient
 
 
 class AssociationRejected(AssociationError):
@@ -66,6 +79,7 @@ class AssociationRejected(AssociationError):
     ) -> None:
         super().__init__(message, result=result)
         self.rejection = rejection
+        self.transient = rejection.result == 2
 
 
 class CallbackError(ScuError):
@@ -78,7 +92,21 @@ class CallbackError(ScuError):
 
 
 class TransportError(ScuError):
-    """The connection broke, timed out or was aborted while an association was open."""
+    """The connection broke, timed out or was aborted while an association was open:
+    always transient (worth a retry)."""
+
+    transient = True
+
+
+class Interrupted(KeyboardInterrupt):
+    """``send()`` was interrupted (Ctrl-C, SIGTERM in the command, a cancelled
+    ``send_async``): raised after every entry has been accounted for (the store in
+    flight was given a moment to be answered, the rest are "not sent: interrupted");
+    ``.result`` is the complete result."""
+
+    def __init__(self, message: str, *, result: TransferResult) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class ProtocolError(ScuError):

@@ -1,12 +1,15 @@
 """The five transfer events, as frozen dataclasses.
 
-Field names are the seed's (``sopInstanceUid`` -> ``sop_instance_uid``). The seed's
-error-first ``(err, event)`` callbacks become ``(event)``: ``err`` was always null.
+Field names are those of the node-dicom StoreScu documentation, in snake_case
+(``sopInstanceUid`` -> ``sop_instance_uid``). Its error-first ``(err, event)`` callbacks
+become ``(event)``: ``err`` was always null. ``attempts`` and ``size`` are ours.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from scu.result import Attempt
 
 __all__ = ["Event", "FileError", "FileSending", "FileSent", "TransferCompleted", "TransferStarted"]
 
@@ -37,6 +40,10 @@ class FileSent:
     status: int
     #: ``None`` on plain success; for warning statuses the code, meaning and comment.
     warning: str | None = None
+    #: Every try, the last one being this success (more than one after retries).
+    attempts: tuple[Attempt, ...] = ()
+    #: Bytes of data set on the wire.
+    size: int = 0
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,8 @@ class FileError:
     file_transfer_syntax: str | None = None
     #: The status the SCP answered, when it answered.
     status: int | None = None
+    #: Every try (none when it could not be sent at all).
+    attempts: tuple[Attempt, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["FileOutcome", "PreflightItem", "TransferResult"]
+__all__ = ["Attempt", "FileOutcome", "PreflightItem", "TransferResult"]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try at sending an entry: its status (when answered) or what went wrong."""
+
+    number: int
+    ok: bool
+    status: int | None = None
+    error: str | None = None
+    duration_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -20,6 +31,10 @@ class FileOutcome:
     sop_instance_uid: str | None = None
     sop_class_uid: str | None = None
     warning: str | None = None
+    #: Every try, in order (empty when it could not be sent at all).
+    attempts: tuple[Attempt, ...] = ()
+    #: Bytes of data set on the wire (when sent).
+    size: int = 0
 
 
 @dataclass(frozen=True)
@@ -33,6 +48,15 @@ class TransferResult:
     total_files: int
     files: list[FileOutcome] = field(default_factory=list)
     duration_seconds: float = 0.0
+    #: Whether the transfer was interrupted (the entries not sent say so).
+    interrupted: bool = False
+    #: Entries left out because the transfer journal says this destination has them.
+    already_sent: list[str] = field(default_factory=list)
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes of data set acknowledged with success or warning."""
+        return sum(o.size for o in self.files if o.ok)
 
     @property
     def failed_files(self) -> list[str]:
@@ -42,6 +66,7 @@ class TransferResult:
         """A JSON-serialisable form (same field names)."""
         data = asdict(self)
         data["files"] = [asdict(outcome) for outcome in self.files]
+        data["bytes_sent"] = self.bytes_sent
         return data
 
 

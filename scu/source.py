@@ -42,7 +42,16 @@ from scu.protocol.uids import (
     uid_problem,
 )
 
-__all__ = ["MAX_INFLATED", "Entry", "EntryError", "Header", "file_kind", "read_header"]
+__all__ = [
+    "DICOMDIR_SOP_CLASS",
+    "MAX_INFLATED",
+    "Entry",
+    "EntryError",
+    "Header",
+    "file_kind",
+    "read_header",
+    "sniff",
+]
 
 _TAG_VR_SHORT = struct.Struct("<HH2sH")
 _U32 = struct.Struct("<L")
@@ -275,3 +284,35 @@ def file_kind(mode: int) -> str:
         if test(mode):
             return name
     return "not a regular file"
+
+
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+_SNIFF = 8192
+
+
+def sniff(path: str) -> str:
+    """What a file looks like from its first bytes: ``"dicom"`` (a Part-10 file or a
+    plausible bare data set), ``"dicomdir"`` (a media directory, never sent) or
+    ``"other"``. Reads at most a few KB; the full check happens when it is sent."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_SNIFF)
+    except OSError:
+        return "other"
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        try:
+            meta, _ = _parse_meta(head, 132, len(head))
+        except (EntryError, struct.error):
+            return "dicom"  # a Part-10 marker; what is wrong is said when it is sent
+        return "dicomdir" if meta.get(0x0002) == DICOMDIR_SOP_CLASS else "dicom"
+    if len(head) < 16 or not _plausible_dataset_start(head):
+        return "other"
+    big = head[0:2] == b"\x00\x08" and looks_explicit(head, 0)
+    explicit = big or looks_explicit(head, 0)
+    try:
+        sop_class, _instance = leading_uids(head, 0, len(head), explicit, BIG if big else LITTLE)
+    except (DatasetError, struct.error):
+        return "other"
+    if sop_class is None or uid_problem(sop_class) is not None:
+        return "other"
+    return "dicomdir" if sop_class == DICOMDIR_SOP_CLASS else "dicom"

@@ -14,20 +14,34 @@ import logging
 import os
 import ssl
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from scu.association import Endpoint, Timeouts
 from scu.events import FileError, FileSending, FileSent, TransferCompleted, TransferStarted
+from scu.journal import TransferJournal
 from scu.options import Address, parse_address, validate_max_pdu, validate_timeout
 from scu.planning import SyntaxPolicy
 from scu.preflight import preflight
 from scu.protocol.ae import check_ae_title
+from scu.protocol.pdu import UserIdentity
+from scu.ratelimit import RateLimiter
 from scu.result import PreflightItem, TransferResult
-from scu.source import Entry, file_kind
+from scu.source import Entry, file_kind, sniff
 from scu.transfer import Callback, Callbacks, Transfer
+from scu.worker import RetryPolicy
 
-__all__ = ["UNSET", "StoreScu", "build_endpoint", "resolve_called_ae_title"]
+__all__ = ["UNSET", "Skipped", "StoreScu", "build_endpoint", "resolve_called_ae_title"]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file ``add_directory`` did not queue, and why."""
+
+    path: str
+    reason: str
+
 
 _DEFAULT_CALLED = "ANY-SCP"
 #: The default of ``called_ae_title``: not given (``None`` is not a title).
@@ -51,6 +65,7 @@ def resolve_called_ae_title(address: Address, addr: str, called_ae_title: object
 def build_endpoint(
     addr: str,
     *,
+    user_identity: UserIdentity | None = None,
     calling_ae_title: str,
     called_ae_title: object,
     max_pdu_length: int,
@@ -65,6 +80,11 @@ def build_endpoint(
     address = parse_address(addr)
     if tls is not None and not isinstance(tls, ssl.SSLContext):
         raise ValueError(f"tls must be an ssl.SSLContext or None, got {type(tls).__name__}")
+    if user_identity is not None and not isinstance(user_identity, UserIdentity):
+        raise ValueError(
+            "user_identity must be a UserIdentity (UserIdentity.username(...) or "
+            f".token(...)) or None, got {user_identity!r}"
+        )
     return Endpoint(
         address=address,
         calling_ae_title=check_ae_title(calling_ae_title, parameter="calling_ae_title"),
@@ -78,6 +98,7 @@ def build_endpoint(
         ),
         tls=tls,
         log=log,
+        user_identity=user_identity,
     )
 
 
@@ -108,6 +129,11 @@ class StoreScu:
         tls: ssl.SSLContext | None = None,
         never_transcode: bool = False,
         fail_fast: bool = False,
+        retries: int = 0,
+        retry_backoff: float = 1.0,
+        max_rate: float | None = None,
+        max_bandwidth: float | None = None,
+        user_identity: UserIdentity | None = None,
     ) -> None:
         for name, flag in (
             ("never_transcode", never_transcode),
@@ -128,8 +154,24 @@ class StoreScu:
             network_timeout=network_timeout,
             tls=tls,
             log=self._log,
+            user_identity=user_identity,
         )
         self.policy = SyntaxPolicy.from_options(transfer_syntax, never_transcode)
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
+            raise ValueError(f"retries must be an integer 0..100, got {retries!r}")
+        backoff = validate_timeout(retry_backoff, parameter="retry_backoff")
+        if backoff is None:
+            raise ValueError("retry_backoff must be a positive number of seconds, got None")
+        self.retry = RetryPolicy(retries, backoff)
+        for name, rate in (("max_rate", max_rate), ("max_bandwidth", max_bandwidth)):
+            if rate is not None and (
+                isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0
+            ):
+                raise ValueError(
+                    f"{name} must be a positive number per second or None, got {rate!r}"
+                )
+        self.max_rate = max_rate
+        self.max_bandwidth = max_bandwidth
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
         self.addr = addr
@@ -137,6 +179,8 @@ class StoreScu:
         self.fail_fast = fail_fast
         self.verbose = verbose
         self._entries: list[Entry] = []
+        #: Files ``add_directory`` left out, with the reason.
+        self.skipped: list[Skipped] = []
 
     # --- the options, as given and resolved ---------------------------------------------
 
@@ -188,25 +232,53 @@ class StoreScu:
         self._entries.append(Entry(text, path=text))
 
     def add_directory(
-        self, path: str | os.PathLike[str], pattern: str = "*.dcm", recursive: bool = True
+        self,
+        path: str | os.PathLike[str],
+        pattern: str | None = "*.dcm",
+        recursive: bool = True,
     ) -> int:
-        """Queue the files under ``path`` whose names match ``pattern``, sorted by path;
-        ``DICOMDIR`` files are skipped. Returns how many were queued."""
+        """Queue the regular files under ``path`` whose names match ``pattern`` (an
+        ``fnmatch`` pattern, whatever the case: ``*.dcm`` takes ``A.DCM``), sorted by
+        path. ``pattern=None`` queues every file that looks like DICOM by its content
+        (the ``DICM`` marker, or a plausible data set without file meta), whatever its
+        name. A DICOMDIR (by name, or by content) is never queued. What is left out is
+        listed in :attr:`skipped` with the reason. Returns how many were queued."""
         root = Path(path)
         if not root.exists():
             raise FileNotFoundError(f"add_directory: no such directory: {os.fspath(path)}")
         if not root.is_dir():
             raise NotADirectoryError(f"add_directory: {os.fspath(path)} is not a directory")
+        if pattern is not None and (not isinstance(pattern, str) or not pattern):
+            raise ValueError(
+                f"add_directory: pattern must be a non-empty string or None, got {pattern!r}"
+            )
+        wanted = None if pattern is None else pattern.lower()
         found: list[str] = []
         walker = os.walk(root) if recursive else [(str(root), [], os.listdir(root))]
         for folder, dirs, names in walker:
             dirs.sort()
             for name in names:
-                if name.upper() == "DICOMDIR" or not fnmatch.fnmatchcase(name, pattern):
-                    continue
                 full = os.path.join(folder, name)
-                if os.path.isfile(full):
-                    found.append(full)
+                try:
+                    mode = os.stat(full).st_mode
+                except OSError as exc:
+                    self.skipped.append(Skipped(full, f"cannot be read ({exc.strerror})"))
+                    continue
+                if not stat.S_ISREG(mode):
+                    self.skipped.append(Skipped(full, f"{file_kind(mode)}, not a regular file"))
+                    continue
+                if wanted is not None and not fnmatch.fnmatchcase(name.lower(), wanted):
+                    self.skipped.append(Skipped(full, f"does not match {pattern}"))
+                    continue
+                if wanted is None or "dicomdir" in name.lower():
+                    kind = sniff(full)
+                    if kind == "dicomdir":
+                        self.skipped.append(Skipped(full, "a DICOMDIR (media directory)"))
+                        continue
+                    if kind != "dicom":
+                        self.skipped.append(Skipped(full, "not DICOM by its content"))
+                        continue
+                found.append(full)
         found.sort()
         self._entries.extend(Entry(p, path=p) for p in found)
         return len(found)
@@ -220,8 +292,9 @@ class StoreScu:
         self._entries.append(Entry(name, data=bytes(data)))
 
     def clean(self) -> None:
-        """Empty the queue (``send()`` does not)."""
+        """Empty the queue and the list of skipped files (``send()`` does not)."""
         self._entries.clear()
+        self.skipped.clear()
 
     @property
     def files(self) -> list[str]:
@@ -233,7 +306,11 @@ class StoreScu:
 
     # --- sending -------------------------------------------------------------------
 
-    def _transfer(self, callbacks: Callbacks) -> Transfer:
+    def _transfer(
+        self, callbacks: Callbacks, journal: str | os.PathLike[str] | None, resume: bool
+    ) -> Transfer:
+        if resume and journal is None:
+            raise ValueError("resume=True needs journal=PATH (the journal to resume from)")
         return Transfer(
             self._entries,
             endpoint=self.endpoint,
@@ -241,6 +318,10 @@ class StoreScu:
             concurrency=self.concurrency,
             fail_fast=self.fail_fast,
             callbacks=callbacks,
+            retry=self.retry,
+            limiter=RateLimiter(self.max_rate, self.max_bandwidth),
+            journal=None if journal is None else TransferJournal(journal),
+            resume=resume,
         )
 
     def send(
@@ -251,16 +332,24 @@ class StoreScu:
         on_file_sent: Callback[FileSent] = None,
         on_file_error: Callback[FileError] = None,
         on_transfer_completed: Callback[TransferCompleted] = None,
+        journal: str | os.PathLike[str] | None = None,
+        resume: bool = False,
     ) -> TransferResult:
         """Send every queued entry; callbacks run on this thread, one at a time.
 
+        ``journal`` records each entry's outcome durably as it happens (SQLite, see
+        :mod:`scu.journal`); with ``resume=True`` the entries this destination already
+        acknowledged there are left out (listed in ``result.already_sent``).
+
         Raises :class:`ConnectionFailed` / :class:`AssociationRejected` only when no
         association could be established at all (``.result`` accounts every entry as
-        failed), and :class:`CallbackError` after the transfer if a callback raised.
+        failed), :class:`CallbackError` after the transfer if a callback raised, and
+        :class:`Interrupted` (a ``KeyboardInterrupt``) after accounting for every entry
+        when interrupted (Ctrl-C): the store in flight gets a moment to be answered.
         """
         transfer = self._transfer(Callbacks(
             on_transfer_started, on_file_sending, on_file_sent, on_file_error, on_transfer_completed
-        ))  # fmt: skip
+        ), journal, resume)  # fmt: skip
         transfer.prepare()
         if self.concurrency == 1:
             transfer.run_inline()
@@ -276,14 +365,17 @@ class StoreScu:
         on_file_sent: Callback[FileSent] = None,
         on_file_error: Callback[FileError] = None,
         on_transfer_completed: Callback[TransferCompleted] = None,
+        journal: str | os.PathLike[str] | None = None,
+        resume: bool = False,
     ) -> TransferResult:
         """Like :meth:`send`, without blocking the event loop; callbacks run on the
-        loop's thread, one at a time."""
+        loop's thread, one at a time. Cancelled, it accounts for every entry as an
+        interrupted ``send()`` does, then raises ``CancelledError`` with ``.result``."""
         import asyncio
 
         transfer = self._transfer(Callbacks(
             on_transfer_started, on_file_sending, on_file_sent, on_file_error, on_transfer_completed
-        ))  # fmt: skip
+        ), journal, resume)  # fmt: skip
         await asyncio.to_thread(transfer.prepare)
         await transfer.run_async()
         return transfer.finish()
@@ -294,6 +386,10 @@ class StoreScu:
         Raises :class:`ConnectionFailed` / :class:`AssociationRejected` like ``send()``.
         """
         return preflight(list(self._entries), endpoint=self.endpoint, policy=self.policy)
+
+    @property
+    def user_identity(self) -> UserIdentity | None:
+        return self.endpoint.user_identity
 
     def __repr__(self) -> str:
         return (
@@ -311,7 +407,7 @@ def _verbose_logger() -> logging.Logger:
     at DEBUG (other instances log to ``scu.association``, which follows the
     application's logging set-up), and prints to stderr when nothing is configured."""
     _VERBOSE_LOG.setLevel(logging.DEBUG)
-    if not _VERBOSE_LOG.handlers and not logging.getLogger().handlers:
+    if not _VERBOSE_LOG.hasHandlers():  # nothing here or above would print it
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
         _VERBOSE_LOG.addHandler(handler)

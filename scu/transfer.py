@@ -29,13 +29,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from scu.association import Endpoint
-from scu.errors import CallbackError
+from scu.association import Endpoint, Interruption
+from scu.errors import CallbackError, Interrupted
 from scu.events import Event, FileError, FileSending, FileSent, TransferCompleted, TransferStarted
+from scu.journal import TransferJournal, entry_key
 from scu.planning import AssociationPlan, SyntaxPolicy, plan_associations
+from scu.ratelimit import RateLimiter
 from scu.result import FileOutcome, TransferResult
 from scu.source import Entry, EntryError, Header, read_header
-from scu.worker import Emit, Worker, WorkQueue, error_event
+from scu.worker import INTERRUPTED, Emit, RetryPolicy, Worker, WorkQueue, error_event
 
 __all__ = ["Callbacks", "Transfer", "plan", "safe_header"]
 
@@ -89,7 +91,24 @@ class Transfer:
         concurrency: int,
         fail_fast: bool,
         callbacks: Callbacks,
+        retry: RetryPolicy | None = None,
+        limiter: RateLimiter | None = None,
+        journal: TransferJournal | None = None,
+        resume: bool = False,
     ) -> None:
+        self.destination = f"{endpoint.address}/{endpoint.called_ae_title}"
+        self.journal = journal
+        keys = [entry_key(e) for e in entries] if journal is not None else []
+        self.already_sent: list[str] = []
+        if journal is not None and resume:
+            done = journal.acknowledged(keys, self.destination)
+            self.already_sent = [e.name for e, k in zip(entries, keys, strict=True) if k in done]
+            kept = [(e, k) for e, k in zip(entries, keys, strict=True) if k not in done]
+            entries, keys = [e for e, _ in kept], [k for _, k in kept]
+        self.keys = keys
+        self.retry = retry or RetryPolicy()
+        self.limiter = limiter or RateLimiter(None, None)
+        self.interruption = Interruption()
         self.entries = list(entries)
         self.total = len(self.entries)
         self.endpoint = endpoint
@@ -103,14 +122,24 @@ class Transfer:
         self.started_at = time.monotonic()
         self.callback_error: BaseException | None = None
         self.work = WorkQueue(self.total, fail_fast=fail_fast)
+        self.cancelled = False
         self.headers: list[Header | EntryError] = []
         self.plans: list[AssociationPlan] = []
         self.plan_of: dict[str, int] = {}
 
     # -- step 1
     def prepare(self) -> None:
-        self.headers = [safe_header(e) for e in self.entries]
+        headers: list[Header | EntryError] = []
+        try:
+            for entry in self.entries:
+                headers.append(safe_header(entry))
+        except KeyboardInterrupt:
+            self.interruption.interrupt()
+            headers += [EntryError(INTERRUPTED)] * (len(self.entries) - len(headers))
+        self.headers = headers
         self.plans, self.plan_of = plan(self.headers, self.policy)
+        if self.journal is not None:
+            self.journal.begin(self.destination)
 
     # -- step 3: dispatch (caller's thread only)
     def _call(self, callback: Callable[[Any], object] | None, event: Event) -> None:
@@ -140,23 +169,35 @@ class Transfer:
             return
         if isinstance(event, FileSent):
             self.successful += 1
-            self.outcomes[index] = FileOutcome(
+            outcome = self.outcomes[index] = FileOutcome(
                 event.file, event.status, True, None, event.transfer_syntax,
-                event.sop_instance_uid, event.sop_class_uid, event.warning,
+                event.sop_instance_uid, event.sop_class_uid, event.warning, event.attempts,
+                event.size,
             )  # fmt: skip
             if event.warning is not None:
                 self.warnings.append(f"{event.file}: {event.warning}")
+            self._journal(index, outcome)
             self._call(cb.sent, event)
         else:
             self.failed += 1
-            self.outcomes[index] = FileOutcome(
+            outcome = self.outcomes[index] = FileOutcome(
                 event.file, event.status, False, event.error, None,
-                event.sop_instance_uid, event.sop_class_uid,
+                event.sop_instance_uid, event.sop_class_uid, None, event.attempts,
             )  # fmt: skip
+            self._journal(index, outcome)
             self._call(cb.error, event)
 
+    def _journal(self, index: int, outcome: FileOutcome) -> None:
+        if self.journal is not None:
+            self.journal.record(self.keys[index], self.destination, outcome)
+
     def _close_leftovers(self) -> None:
-        """Close any entry a worker failed to close (a bug): nothing is ever dropped."""
+        """Close any entry no worker closed (interrupted, or a bug): nothing is dropped."""
+        why = (
+            INTERRUPTED
+            if self.interruption.interrupted
+            else "internal error: the entry was never processed"
+        )
         for index, outcome in enumerate(self.outcomes):
             if outcome is None:
                 self.dispatch(
@@ -164,7 +205,7 @@ class Transfer:
                     error_event(
                         self.entries[index],
                         self.headers[index] if index < len(self.headers) else None,
-                        "internal error: the entry was never processed",
+                        why,
                     ),
                 )
 
@@ -178,7 +219,8 @@ class Transfer:
     def _worker(self) -> Worker:
         return Worker(
             self.entries, self.headers, self.plans, self.plan_of,
-            endpoint=self.endpoint, policy=self.policy, work=self.work,
+            endpoint=self.endpoint, policy=self.policy, work=self.work, retry=self.retry,
+            limiter=self.limiter, interruption=self.interruption,
         )  # fmt: skip
 
     # -- running
@@ -187,6 +229,8 @@ class Transfer:
         self.work.start_workers(1)
         try:
             self._worker().run(self.dispatch)
+        except KeyboardInterrupt:  # between entries: the rest are accounted below
+            self.interruption.interrupt()
         finally:
             self._close_leftovers()
             self.dispatch(None, self._completed_event())
@@ -198,14 +242,16 @@ class Transfer:
         remaining = len(workers)
         try:
             while remaining:
-                item = events.get()
-                if item is _DONE:
-                    remaining -= 1
-                else:
-                    self.dispatch(*item)
-        except BaseException:
-            self.work.cancel()  # workers stop at their next entry; joined below
-            raise
+                try:
+                    item = events.get()
+                    if item is _DONE:
+                        remaining -= 1
+                    else:
+                        self.dispatch(*item)
+                except KeyboardInterrupt:
+                    # The workers give what is in flight a moment, then account the rest;
+                    # a second interruption ends the wait at once.
+                    self.interruption.interrupt()
         finally:
             _join_all(workers)
             while not events.empty():
@@ -230,14 +276,16 @@ class Transfer:
         remaining = len(workers)
         try:
             while remaining:
-                item = await events.get()
-                if item is _DONE:
-                    remaining -= 1
-                else:
-                    self.dispatch(*item)
-        except BaseException:
-            self.work.cancel()
-            raise
+                try:
+                    item = await events.get()
+                    if item is _DONE:
+                        remaining -= 1
+                    else:
+                        self.dispatch(*item)
+                except (asyncio.CancelledError, KeyboardInterrupt):
+                    # Cancelled: account for everything first, as send() does.
+                    self.interruption.interrupt()
+                    self.cancelled = True
         finally:
             await asyncio.to_thread(_join_all, workers)
             while not events.empty():
@@ -266,10 +314,26 @@ class Transfer:
 
     def finish(self) -> TransferResult:
         files = [o for o in self.outcomes if o is not None]
+        interrupted = self.interruption.interrupted
         result = TransferResult(
             self.successful, self.failed, list(self.warnings), self.total, files,
-            time.monotonic() - self.started_at,
+            time.monotonic() - self.started_at, interrupted, list(self.already_sent),
         )  # fmt: skip
+        if self.journal is not None:
+            self.journal.end(
+                interrupted=interrupted,
+                summary={"successful": self.successful, "failed": self.failed,
+                         "total": self.total, "already_sent": len(self.already_sent)},
+            )  # fmt: skip
+        if self.cancelled:
+            cancelled = asyncio.CancelledError("send_async was cancelled")
+            cancelled.result = result  # type: ignore[attr-defined]
+            raise cancelled
+        if interrupted:
+            raise Interrupted(
+                f"the transfer was interrupted: {self.successful} sent, {self.failed} not",
+                result=result,
+            )
         error = self.work.association_error
         if error is not None and not self.work.established:
             error.result = result

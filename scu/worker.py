@@ -3,20 +3,22 @@ from a shared queue on it, in queue order.
 
 A worker only *emits* ``(index, event)``; the transfer's dispatcher (on the caller's
 thread) accounts and runs callbacks. After an abort, a drop or a DIMSE timeout the
-entry in flight fails and the worker re-associates for the next entry. A worker that
-cannot get an association hands its entry back to the others (a PACS that limits
-associations still gets the whole study); the last worker standing fails the rest with
-the cause.
+entry in flight fails (or, with ``retries``, is tried again after a back-off) and the
+worker re-associates for the next entry. A worker that cannot get an association hands
+its entry back to the others (a PACS that limits associations still gets the whole
+study); the last worker standing fails the rest with the cause.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from scu.association import Association, Endpoint
+from scu.association import Association, Endpoint, Interruption
 from scu.convert import ConversionError, convert
 from scu.errors import AssociationError, ConnectionFailed, ProtocolError, TransportError
 from scu.events import Event, FileError, FileSending, FileSent
@@ -24,13 +26,31 @@ from scu.payload import Payload, SourceError
 from scu.planning import AssociationPlan, Refusal, SyntaxPolicy
 from scu.protocol.status import StatusCategory, classify, format_status
 from scu.protocol.uids import DEFLATED_EXPLICIT_VR_LE
+from scu.ratelimit import RateLimiter
+from scu.result import Attempt
 from scu.source import Entry, EntryError, Header
 
-__all__ = ["Emit", "WorkQueue", "Worker", "error_event"]
+__all__ = ["Emit", "RetryPolicy", "WorkQueue", "Worker", "error_event"]
 
 log = logging.getLogger("scu")
 
 Emit = Callable[[int | None, Event], None]
+INTERRUPTED = "not sent: interrupted"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``retries`` more tries after a transient failure, after an exponential back-off
+    with jitter: ``backoff`` seconds before the second try, doubling, at most
+    ``max_backoff``, each delay drawn between half and all of it."""
+
+    retries: int = 0
+    backoff: float = 1.0
+    max_backoff: float = 30.0
+
+    def delay(self, tried: int, draw: Callable[[], float] = random.random) -> float:
+        ceiling = min(self.max_backoff, self.backoff * 2.0 ** (tried - 1))
+        return float(ceiling * (0.5 + 0.5 * draw()))
 
 
 def error_event(
@@ -40,20 +60,21 @@ def error_event(
     *,
     status: int | None = None,
     message: str = "File not sent",
+    attempts: tuple[Attempt, ...] = (),
 ) -> FileError:
     """A :class:`FileError` for an entry, with what is known of it."""
     error = " ".join(error.split())  # one line, whatever the library's message looked like
     if isinstance(header, Header):
         return FileError(
             message, entry.name, error, header.sop_instance_uid, header.sop_class_uid,
-            header.transfer_syntax, status,
+            header.transfer_syntax, status, attempts,
         )  # fmt: skip
-    return FileError(message, entry.name, error, status=status)
+    return FileError(message, entry.name, error, status=status, attempts=attempts)
 
 
 class WorkQueue:
     """The entries' indexes, shared by the workers of one transfer, and what the
-    workers learn together (an association was made; fail_fast hit; cancelled)."""
+    workers learn together (an association was made; fail_fast hit; interrupted)."""
 
     def __init__(self, total: int, *, fail_fast: bool) -> None:
         self._lock = threading.Lock()
@@ -63,16 +84,12 @@ class WorkQueue:
         self._alive = 0
         self.fail_fast = fail_fast
         self.fail_fast_hit = False
-        self.cancelled = False
         self.established = False
         self.association_error: AssociationError | None = None
 
     def start_workers(self, count: int) -> None:
         with self._lock:
             self._alive = count
-
-    def cancel(self) -> None:
-        self.cancelled = True
 
     def next_index(self) -> int | None:
         """The next entry, or ``None`` when the queue is empty, in which case the worker
@@ -123,6 +140,9 @@ class Worker:
         endpoint: Endpoint,
         policy: SyntaxPolicy,
         work: WorkQueue,
+        retry: RetryPolicy,
+        limiter: RateLimiter,
+        interruption: Interruption,
     ) -> None:
         self.entries = entries
         self.headers = headers
@@ -131,6 +151,11 @@ class Worker:
         self.endpoint = endpoint
         self.policy = policy
         self.work = work
+        self.retry = retry
+        self.limiter = limiter
+        self.interruption = interruption
+        self.assoc: Association | None = None
+        self.assoc_plan = -1
 
     def _error(self, index: int, error: str, **kwargs: object) -> FileError:
         return error_event(self.entries[index], self.headers[index], error, **kwargs)  # type: ignore[arg-type]
@@ -139,9 +164,50 @@ class Worker:
         self.work.failed()
         emit(index, event)
 
+    def _drop_association(self, abort: bool = False) -> None:
+        assoc, self.assoc, self.assoc_plan = self.assoc, None, -1
+        if assoc is not None:
+            if abort:
+                assoc.abort()
+            else:
+                assoc.release()
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep unless interrupted; ``False`` when the transfer was interrupted."""
+        end = time.monotonic() + seconds
+        while not self.interruption.interrupted:
+            left = end - time.monotonic()
+            if left <= 0:
+                return True
+            time.sleep(min(left, 0.1))
+        return False
+
+    def _open(self, plan_index: int) -> Association:
+        """An association for a plan, trying again after a transient refusal."""
+        tried = 0
+        while True:
+            tried += 1
+            try:
+                assoc = self.endpoint.open(self.plans[plan_index], interruption=self.interruption)
+            except AssociationError as exc:
+                if not exc.transient or tried > self.retry.retries:
+                    raise
+                log.info("association refused (%s); trying again", exc)
+                if not self._sleep(self.retry.delay(tried)):
+                    raise
+                continue
+            self.assoc, self.assoc_plan = assoc, plan_index
+            self.work.opened()
+            return assoc
+
+    def _usable(self, plan_index: int) -> Association:
+        if self.assoc is not None and (not self.assoc.usable or self.assoc_plan != plan_index):
+            self._drop_association()
+        if self.assoc is None:
+            return self._open(plan_index)
+        return self.assoc
+
     def run(self, emit: Emit) -> None:
-        assoc: Association | None = None
-        assoc_plan = -1
         dead: str | None = None
         work = self.work
         try:
@@ -149,54 +215,57 @@ class Worker:
                 index = work.next_index()
                 if index is None:
                     return
-                if work.cancelled:
-                    emit(index, self._error(index, "not sent: the transfer was cancelled"))
-                    continue
-                if dead is not None:
-                    emit(index, self._error(index, dead))
-                    continue
-                if work.fail_fast_hit:
-                    emit(index, self._error(index, "not sent: fail_fast"))
-                    continue
-                header = self.headers[index]
-                if isinstance(header, EntryError):
-                    self._fail(
-                        index,
-                        emit,
-                        self._error(index, str(header), message="File could not be read"),
-                    )
-                    continue
-                plan_index = self.plan_of[header.sop_class_uid]
-                if assoc is None or not assoc.usable or assoc_plan != plan_index:
-                    if assoc is not None:
-                        assoc.release()
-                        assoc = None
-                    try:
-                        assoc = self.endpoint.open(self.plans[plan_index])
-                        assoc_plan = plan_index
-                        work.opened()
-                    except Exception as exc:
-                        if not isinstance(exc, AssociationError):  # a bug: keep the accounting
-                            log.exception("internal error while opening an association")
-                            exc = ConnectionFailed(
-                                f"could not establish association with {self.endpoint.address}: "
-                                f"internal error: {exc!r}"
-                            )
-                        work.could_not_open(exc)
-                        if work.give_back(index):
-                            return  # other workers carry on with the queue
-                        dead = str(exc)
-                        self._fail(index, emit, self._error(index, dead))
-                        continue
                 try:
-                    self._store_one(index, header, assoc, emit)
+                    dead = self._one(index, emit, dead)
+                except _Retired:
+                    return
+                except KeyboardInterrupt:  # the caller's thread, inline: finish accounting
+                    self.interruption.interrupt()
+                    self._drop_association(abort=True)
+                    emit(index, self._error(index, "interrupted while it was being sent"))
                 except Exception as exc:  # a bug here must not lose the entry
                     log.exception("internal error while sending %s", self.entries[index].name)
-                    assoc.abort()
+                    self._drop_association(abort=True)
                     self._fail(index, emit, self._error(index, f"internal error: {exc!r}"))
         finally:
-            if assoc is not None:
-                assoc.release()
+            self._drop_association()
+
+    def _one(self, index: int, emit: Emit, dead: str | None) -> str | None:
+        """Handle one entry; the reason the remaining entries cannot be sent, if any."""
+        if self.interruption.interrupted:
+            emit(index, self._error(index, INTERRUPTED))
+            return dead
+        if dead is not None:
+            emit(index, self._error(index, dead))
+            return dead
+        if self.work.fail_fast_hit:
+            emit(index, self._error(index, "not sent: fail_fast"))
+            return dead
+        header = self.headers[index]
+        if isinstance(header, EntryError):
+            self._fail(
+                index, emit, self._error(index, str(header), message="File could not be read")
+            )
+            return dead
+        try:
+            assoc = self._usable(self.plan_of[header.sop_class_uid])
+        except Exception as exc:
+            if not isinstance(exc, AssociationError):  # a bug: keep the accounting
+                log.exception("internal error while opening an association")
+                exc = ConnectionFailed(
+                    f"could not establish association with {self.endpoint.address}: "
+                    f"internal error: {exc!r}"
+                )
+            self.work.could_not_open(exc)
+            if self.interruption.interrupted:
+                emit(index, self._error(index, INTERRUPTED))
+                return dead
+            if self.work.give_back(index):
+                raise _Retired from None  # other workers carry on with the queue
+            self._fail(index, emit, self._error(index, str(exc)))
+            return str(exc)
+        self._store_one(index, header, assoc, emit)
+        return dead
 
     def _payload(self, index: int, header: Header, wire_syntax: str, convert_it: bool) -> Payload:
         entry = self.entries[index]
@@ -218,51 +287,92 @@ class Worker:
         return payload
 
     def _store_one(self, index: int, header: Header, assoc: Association, emit: Emit) -> None:
+        """Store one entry, trying again after a transient failure (``retries``)."""
         entry = self.entries[index]
-        choice = self.policy.select(assoc.negotiated, header.sop_class_uid, header.transfer_syntax)
-        if isinstance(choice, Refusal):
-            self._fail(index, emit, self._error(index, choice.reason))
-            return
-        try:
-            payload = self._payload(index, header, choice.wire_syntax, choice.convert)
-        except ConversionError as exc:
-            self._fail(index, emit, self._error(index, f"cannot convert: {exc}"))
-            return
-        emit(index, FileSending(
-            "Sending file", entry.name, header.sop_instance_uid, header.sop_class_uid
-        ))  # fmt: skip
-        started = time.monotonic()
-        try:
-            response = assoc.store(
-                choice.context_id, header.sop_class_uid, header.sop_instance_uid, payload
+        attempts: list[Attempt] = []
+        announced = False
+        while True:
+            number = len(attempts) + 1
+            choice = self.policy.select(
+                assoc.negotiated, header.sop_class_uid, header.transfer_syntax
             )
-        except (TransportError, ProtocolError) as exc:
-            self._fail(index, emit, self._error(index, str(exc), message="File failed"))
-            return
-        except SourceError as exc:  # the file vanished or changed after it was queued
-            self._fail(index, emit, self._error(
-                index, f"{exc}; the association was aborted", message="File failed"
-            ))  # fmt: skip
-            return
-        duration = time.monotonic() - started
-        status = response.status
-        assert status is not None
-        category = classify(status)
-        if category is StatusCategory.FAILURE:
-            self._fail(index, emit, self._error(
-                index,
-                f"the SCP answered {format_status(status, response.error_comment)}",
-                status=status,
-                message="File rejected by the SCP",
-            ))  # fmt: skip
-            return
-        warning = (
-            format_status(status, response.error_comment)
-            if category is StatusCategory.WARNING
-            else None
-        )
-        emit(index, FileSent(
-            "File sent successfully" if warning is None else "File sent with a warning",
-            entry.name, header.sop_instance_uid, header.sop_class_uid,
-            choice.wire_syntax, duration, status, warning,
-        ))  # fmt: skip
+            if isinstance(choice, Refusal):
+                self._fail(index, emit, self._error(index, choice.reason, attempts=tuple(attempts)))
+                return
+            try:
+                payload = self._payload(index, header, choice.wire_syntax, choice.convert)
+            except ConversionError as exc:
+                self._fail(index, emit, self._error(index, f"cannot convert: {exc}"))
+                return
+            if self.limiter.active and not self.limiter.acquire(
+                payload.length, lambda: self.interruption.interrupted
+            ):
+                emit(index, self._error(index, INTERRUPTED, attempts=tuple(attempts)))
+                return
+            if not announced:
+                emit(index, FileSending(
+                    "Sending file", entry.name, header.sop_instance_uid, header.sop_class_uid
+                ))  # fmt: skip
+                announced = True
+            started = time.monotonic()
+            failure: str | None = None
+            transient = False
+            status: int | None = None
+            comment: str | None = None
+            try:
+                response = assoc.store(
+                    choice.context_id, header.sop_class_uid, header.sop_instance_uid, payload
+                )
+            except TransportError as exc:
+                failure, transient = str(exc), exc.transient
+                self._drop_association()
+            except ProtocolError as exc:
+                failure = str(exc)
+                self._drop_association()
+            except SourceError as exc:  # the file vanished or changed after it was queued
+                failure = f"{exc}; the association was aborted"
+                self._drop_association()
+            else:
+                status, comment = response.status, response.error_comment
+                assert status is not None
+            duration = time.monotonic() - started
+            if failure is None and status is not None:
+                category = classify(status)
+                if category is not StatusCategory.FAILURE:
+                    attempts.append(Attempt(number, True, status, None, duration))
+                    warning = (
+                        format_status(status, comment)
+                        if category is StatusCategory.WARNING
+                        else None
+                    )
+                    emit(index, FileSent(
+                        "File sent successfully" if warning is None else "File sent with a warning",
+                        entry.name, header.sop_instance_uid, header.sop_class_uid,
+                        choice.wire_syntax, duration, status, warning, tuple(attempts),
+                        payload.length,
+                    ))  # fmt: skip
+                    return
+                failure = f"the SCP answered {format_status(status, comment)}"
+                transient = 0xA700 <= status <= 0xA7FF  # out of resources: maybe later
+            assert failure is not None
+            attempts.append(Attempt(number, False, status, failure, duration))
+            if not transient or number > self.retry.retries or self.interruption.interrupted:
+                message = "File rejected by the SCP" if status is not None else "File failed"
+                self._fail(index, emit, self._error(
+                    index, failure, status=status, message=message, attempts=tuple(attempts)
+                ))  # fmt: skip
+                return
+            log.info("%s: %s; trying again (attempt %d)", entry.name, failure, number + 1)
+            try:
+                if not self._sleep(self.retry.delay(number)):
+                    raise AssociationError("the transfer was interrupted")
+                assoc = self._usable(self.plan_of[header.sop_class_uid])
+            except AssociationError as exc:
+                self._fail(index, emit, self._error(
+                    index, f"{failure}; then {exc}", status=status, attempts=tuple(attempts)
+                ))  # fmt: skip
+                return
+
+
+class _Retired(Exception):
+    """This worker handed its entry back and stops (see :meth:`WorkQueue.give_back`)."""

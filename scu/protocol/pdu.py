@@ -223,6 +223,27 @@ class UserIdentity:
         }
     )
 
+    @classmethod
+    def username(
+        cls, name: str, password: str | None = None, *, positive_response: bool = True
+    ) -> UserIdentity:
+        """A username, with a passcode when ``password`` is given."""
+        if not name:
+            raise ValueError("user identity: the username must not be empty")
+        secondary = b"" if password is None else password.encode("utf-8")
+        return cls(1 if password is None else 2, name.encode("utf-8"), secondary, positive_response)
+
+    @classmethod
+    def token(cls, kind: str, value: bytes, *, positive_response: bool = True) -> UserIdentity:
+        """A Kerberos service ticket (``"kerberos"``), a SAML assertion (``"saml"``) or a
+        JSON Web Token (``"jwt"``)."""
+        kinds = {"kerberos": 3, "saml": 4, "jwt": 5}
+        if kind not in kinds:
+            raise ValueError(f"user identity: kind must be one of {sorted(kinds)}, got {kind!r}")
+        if not value:
+            raise ValueError(f"user identity: the {kind} token must not be empty")
+        return cls(kinds[kind], bytes(value), b"", positive_response)
+
     def __repr__(self) -> str:
         shown = self.primary.decode("utf-8", "replace") if self.kind in (1, 2) else "<redacted>"
         return (

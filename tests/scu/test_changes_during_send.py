@@ -62,15 +62,16 @@ def test_file_changed_after_the_transfer_started(
 
 
 def test_send_async_cancelled_mid_transfer(scp: HarnessScp, tmp_path: Path) -> None:
-    """Cancelling the task: the store in flight ends, the rest fail as cancelled,
-    TransferCompleted still comes last, and CancelledError reaches the caller."""
+    """Cancelling the task: the store in flight gets a moment to be answered (its
+    stall is shorter than that), the rest fail as interrupted, TransferCompleted still
+    comes last, and CancelledError reaches the caller with the result."""
     files = write_series(tmp_path, 6)
     scp.actions({3: Stall(1.0)})
     scu = make_scu(scp, dimse_timeout=5.0)
     for f in files:
         scu.add_file(f)
     rec = Recorder()
-    cancelled: list[bool] = []
+    cancelled: list[object] = []
 
     async def main() -> None:
         task = asyncio.create_task(scu.send_async(**rec.callbacks))
@@ -79,18 +80,22 @@ def test_send_async_cancelled_mid_transfer(scp: HarnessScp, tmp_path: Path) -> N
         task.cancel()
         try:
             await task
-        except asyncio.CancelledError:
-            cancelled.append(True)
+        except asyncio.CancelledError as exc:
+            cancelled.append(getattr(exc, "result", None))
 
     asyncio.run(main())
-    assert cancelled == [True]
+    assert len(cancelled) == 1 and cancelled[0] is not None
+    result = cancelled[0]
+    assert result.interrupted  # type: ignore[attr-defined]
     assert isinstance(rec.events[0], TransferStarted)
     assert isinstance(rec.events[-1], TransferCompleted)
     assert len(rec.of(TransferCompleted)) == 1
     terminal = rec.terminal()
     assert sorted(e.file for e in terminal) == sorted(files)
     errors = [e for e in terminal if isinstance(e, FileError)]
-    assert errors and all("cancel" in e.error for e in errors)
+    assert [e.file for e in errors] == files[3:]
+    assert all(e.error == "not sent: interrupted" for e in errors), errors
+    assert [e.file for e in rec.of(FileSent)] == files[:3]  # the stalled one was answered
     done = rec.events[-1]
     assert done.successful + done.failed == done.total_files == 6
     assert not rec.of(FileSending)[3:]  # nothing was started after the cancel

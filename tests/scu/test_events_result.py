@@ -38,6 +38,8 @@ _EVENT_FIELDS = {
         "duration_seconds",
         "status",
         "warning",
+        "attempts",  # ours, beyond the node-dicom documentation
+        "size",
     ],
     FileError: [
         "message",
@@ -47,6 +49,7 @@ _EVENT_FIELDS = {
         "sop_class_uid",
         "file_transfer_syntax",
         "status",
+        "attempts",
     ],
     TransferCompleted: ["message", "total_files", "successful", "failed", "duration_seconds"],
 }
@@ -94,7 +97,7 @@ def _result() -> TransferResult:
 
 
 def test_file_outcome_fields() -> None:
-    # The names SPEC and the API note give; their order there (file, status, ok, ...)
+    # The documented names; their order there (file, status, ok, ...)
     # differs from the dataclass's (file, ok, status, ...), so only the names are pinned.
     assert {f.name for f in dataclasses.fields(FileOutcome)} == {
         "file",
@@ -105,6 +108,8 @@ def test_file_outcome_fields() -> None:
         "sop_instance_uid",
         "sop_class_uid",
         "warning",
+        "attempts",
+        "size",
     }
 
 
@@ -118,6 +123,9 @@ def test_transfer_result_to_dict_is_json_with_the_same_names() -> None:
         "total_files",
         "files",
         "duration_seconds",
+        "interrupted",
+        "already_sent",
+        "bytes_sent",
     }
     assert (data["successful"], data["failed"], data["total_files"]) == (2, 2, 4)
     assert data["warnings"] == ["b.dcm: 0xB000"]
@@ -132,6 +140,8 @@ def test_transfer_result_to_dict_is_json_with_the_same_names() -> None:
         "sop_instance_uid": "1.2.2",
         "sop_class_uid": "1.2.3",
         "warning": "0xB000",
+        "attempts": [],
+        "size": 0,
     }
 
 

@@ -193,16 +193,50 @@ def test_add_directory_sorted_recursive_pattern_and_dicomdir(
     top = write_series(root, 1, prefix="z", seed=2)
     (root / "notes.txt").write_text("not queued")
     (root / "a" / "DICOMDIR").write_bytes(b"not queued either")
-    (root / "a" / "DICOMDIR.dcm").write_bytes(b"queued: the pattern matches; it is junk")
+    (root / "a" / "DICOMDIR.dcm").write_bytes(b"matches the pattern, but is not DICOM")
+    real_dicomdir = root / "b" / "DICOMDIR.DCM"
+    real_dicomdir.write_bytes(Path(pydicom_file("DICOMDIR")).read_bytes())
+    upper = root / "b" / "UPPER.DCM"
+    upper.write_bytes(Path(b[0]).read_bytes().replace(b"x-000", b"u-000"))
     scu = make_scu(scp)
     assert scu.add_directory(root, recursive=False) == 1
     scu.clean()
+    assert scu.skipped == []
     count = scu.add_directory(root)
-    expected = sorted([*a, *b, *top, os.fspath(root / "a" / "DICOMDIR.dcm")])
-    assert count == 5 + 1 and scu.files == expected
+    expected = sorted([*a, *b, *top, os.fspath(upper)])  # the pattern ignores case
+    assert count == 6 and scu.files == expected
+    reasons = {os.path.basename(s.path): s.reason for s in scu.skipped}
+    assert reasons == {
+        "notes.txt": "does not match *.dcm",
+        "DICOMDIR": "does not match *.dcm",
+        "DICOMDIR.dcm": "not DICOM by its content",
+        "DICOMDIR.DCM": "a DICOMDIR (media directory)",
+    }
     result = scu.send()
-    assert result.successful == 5 and result.failed == 1
+    assert result.successful == 6 and result.failed == 0
     assert [o.file for o in result.files] == expected
+
+
+def test_add_directory_by_content_whatever_the_names(scp: HarnessScp, tmp_path: Path) -> None:
+    root = tmp_path / "export"
+    series = write_series(root, 2, prefix="img")
+    no_extension = root / "IM000012"
+    no_extension.write_bytes(Path(series[0]).read_bytes())
+    bare = root / "bare.bin"  # a data set without preamble and file meta
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures"
+    bare.write_bytes((fixtures / "no_meta" / "ct_dataset_only_implicit.dcm").read_bytes())
+    (root / "README.txt").write_text("a readme")
+    (root / "media").write_bytes(Path(pydicom_file("DICOMDIR")).read_bytes())
+    scu = make_scu(scp)
+    assert scu.add_directory(root, pattern=None) == 4
+    assert sorted(os.path.basename(f) for f in scu.files) == sorted(
+        ["IM000012", "bare.bin", *(os.path.basename(f) for f in series)]
+    )
+    reasons = {os.path.basename(s.path): s.reason for s in scu.skipped}
+    assert reasons == {
+        "README.txt": "not DICOM by its content",
+        "media": "a DICOMDIR (media directory)",
+    }
 
 
 def test_send_keeps_the_queue_and_clean_empties_it(scp: HarnessScp, tmp_path: Path) -> None:

@@ -1,0 +1,61 @@
+"""A token bucket shared by the workers of a transfer: at most so many files and so many
+bytes per second, across all associations (``max_rate``, ``max_bandwidth``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+__all__ = ["RateLimiter"]
+
+
+class _Bucket:
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = max(rate, 1.0)  # one second's worth (a whole file at least)
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+
+    def wait_time(self, amount: float) -> float:
+        """Seconds until ``amount`` may go (0: now); refills first."""
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        # An amount larger than the bucket goes when the bucket is full, and leaves a
+        # debt the next ones pay.
+        needed = min(amount, self.capacity)
+        return 0.0 if self.tokens >= needed else (needed - self.tokens) / self.rate
+
+
+class RateLimiter:
+    """Blocks until a file of ``size`` bytes may go; ``None`` rates mean no limit."""
+
+    def __init__(self, files_per_second: float | None, bytes_per_second: float | None) -> None:
+        self._lock = threading.Lock()
+        self._files = None if files_per_second is None else _Bucket(files_per_second)
+        self._bytes = None if bytes_per_second is None else _Bucket(bytes_per_second)
+
+    @property
+    def active(self) -> bool:
+        return self._files is not None or self._bytes is not None
+
+    def acquire(self, size: int, stop: Callable[[], bool] = lambda: False) -> bool:
+        """Wait for a file of ``size`` bytes; ``False`` if ``stop()`` came true first."""
+        while True:
+            with self._lock:
+                waits = [
+                    bucket.wait_time(amount)
+                    for bucket, amount in ((self._files, 1.0), (self._bytes, float(size)))
+                    if bucket is not None
+                ]
+                wait = max(waits, default=0.0)
+                if wait == 0.0:
+                    if self._files is not None:
+                        self._files.tokens -= 1.0
+                    if self._bytes is not None:
+                        self._bytes.tokens -= size
+                    return True
+            if stop():
+                return False
+            time.sleep(min(wait, 0.1))
