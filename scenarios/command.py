@@ -21,6 +21,10 @@ Placeholders (each value shell-quoted):
 ``{never_transcode}``  ``true``/``false``; also ``{fail_fast}``, ``{verbose}``
 =====================  ============================================================
 
+``{name:PREFIX}`` renders PREFIX followed by the value, or nothing when the value is
+empty or false; for a flag, PREFIX alone when true: ``{never_transcode:--never-transcode}``,
+``{transfer_syntax:--transfer-syntax=}``.
+
 Unset settings render StoreScu's defaults. A setting the scenario sets that the command
 does not carry makes the expectation groups that need it not applicable.
 """
@@ -69,8 +73,8 @@ SETTING_PLACEHOLDERS: Mapping[str, str] = {
 _PLACES = ("host", "port", "addr", "files", "dir")
 PLACEHOLDERS: tuple[str, ...] = (*_PLACES, *SETTING_PLACEHOLDERS)
 _TIMEOUTS = ("connect_timeout", "acse_timeout", "dimse_timeout", "network_timeout")
-# `{name}` not preceded by `$` (a shell's `${HOME}` is left alone).
-_BRACED = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# `{name}` or `{name:PREFIX}`, not preceded by `$` (a shell's `${HOME}` is left alone).
+_BRACED = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)(?::([^{}]*))?\}")
 
 
 @cache
@@ -117,7 +121,7 @@ class CommandTemplate:
             raise ValueError("--scu-command: the command is empty")
         self.template = template
         used: set[str] = set()
-        for name in _BRACED.findall(template):
+        for name, _prefix in _BRACED.findall(template):
             if name in PLACEHOLDERS:
                 used.add(name)
                 continue
@@ -163,17 +167,24 @@ class CommandTemplate:
         self, plan: CommandPlan, *, host: str, port: int, files: Sequence[Path], folder: Path | None
     ) -> str:
         """The command line for one run (every value shell-quoted)."""
-        values = {k: shlex.quote(v) for k, v in plan.values.items()}
-        values.update(
-            host=shlex.quote(host),
-            port=str(port),
-            addr=shlex.quote(f"{host}:{port}"),
-            files=" ".join(shlex.quote(str(f)) for f in files),
-            dir=shlex.quote(str(folder)) if folder is not None else "''",
-        )
-        return _BRACED.sub(
-            lambda m: values[m.group(1)] if m.group(1) in values else m.group(0), self.template
-        )
+        raw = dict(plan.values)
+        raw.update(host=host, port=str(port), addr=f"{host}:{port}")
+        raw["dir"] = str(folder) if folder is not None else ""
+        quoted = {k: shlex.quote(v) for k, v in raw.items()}
+        quoted["files"] = " ".join(shlex.quote(str(f)) for f in files)
+
+        def fill(m: re.Match[str]) -> str:
+            name, prefix = m.group(1), m.group(2)
+            if name not in quoted:
+                return m.group(0)
+            if prefix is None:
+                return quoted[name]
+            value = raw.get(name, quoted[name])
+            if value in ("", "false"):
+                return ""
+            return prefix if value == "true" else prefix + quoted[name]
+
+        return _BRACED.sub(fill, self.template)
 
 
 def _scaled(scenario: Scenario, factor: float) -> Scenario:

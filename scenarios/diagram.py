@@ -18,8 +18,8 @@ from typing import Any
 
 __all__ = ["sequence_svg"]
 
-_W = 780
-_LEFT, _RIGHT = 200, 640  # lifelines
+_W = 820
+_LEFT, _RIGHT = 160, 700  # lifelines
 _ROW = 26
 _TOP = 62
 _COLORS = {
@@ -150,7 +150,7 @@ def _end_rows(assoc: dict[str, Any], stores: Sequence[dict[str, Any]]) -> list[_
 def _rows(assoc: dict[str, Any], stores: Sequence[dict[str, Any]]) -> list[_Row]:
     start = assoc["started_at"]
     rq = f"A-ASSOCIATE-RQ {assoc['calling_ae_title']} -> {assoc['called_ae_title']}"
-    rq += f", max PDU {assoc['max_pdu_length']}, {assoc['proposed_contexts']} context(s)"
+    rq += f" (max PDU {assoc['max_pdu_length']}, {assoc['proposed_contexts']} contexts)"
     rows = [_Row(start, True, rq, _COLORS["request"])]
     rejection = assoc["rejection"]
     if rejection is not None:

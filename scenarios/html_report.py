@@ -30,7 +30,8 @@ code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-s
 pre{background:#f5f5f7;padding:10px;white-space:pre-wrap;overflow-wrap:anywhere;max-height:30em;overflow:auto}
 table{border-collapse:collapse;width:100%;table-layout:fixed;margin:.4em 0 1em}
 th,td{border:1px solid #d2d2d7;padding:5px 7px;text-align:left;vertical-align:top;
- overflow-wrap:anywhere;word-break:break-word}
+ overflow-wrap:break-word}
+td.value{overflow-wrap:anywhere}
 th{background:#f5f5f7}
 .verdict{font-size:1.5em;font-weight:700;padding:14px 18px;border-radius:8px;margin:.6em 0}
 .v-conformant{background:#e3f5e8;color:#14532d}
@@ -118,7 +119,7 @@ def _levels(reports: Sequence[ScenarioReport]) -> str:
             f"<td>{'<ul>' + items + '</ul>' if items else 'none'}</td></tr>"
         )
     return (
-        "<table><colgroup><col style='width:11%'><col style='width:22%'><col style='width:13%'>"
+        "<table><colgroup><col style='width:13%'><col style='width:22%'><col style='width:13%'>"
         "<col></colgroup><tr><th>level</th><th>what it means</th><th>scenarios</th>"
         "<th>findings, by citation or practice</th></tr>" + "".join(rows) + "</table>"
     )
@@ -142,18 +143,33 @@ def _summary(reports: Sequence[ScenarioReport]) -> str:
     )
 
 
-def _expectations(r: ScenarioReport) -> str:
-    rows = "".join(
+def _rows(items: Sequence[ExpectationResult]) -> str:
+    return "".join(
         f"<tr><td>{_result(e)}</td><td>{_e(e.level)}</td><td>{_e(e.name)}</td>"
-        f"<td>{_e(e.expected)}</td><td>{_e(e.observed)}</td><td>{_e(e.basis)}</td></tr>"
-        for e in r.expectations
+        f"<td class='value'>{_e(e.expected)}</td><td class='value'>{_e(e.observed)}</td>"
+        f"<td>{_e(e.basis)}</td></tr>"
+        for e in items
     )
-    return (
-        "<table><colgroup><col style='width:7%'><col style='width:10%'><col style='width:14%'>"
-        "<col style='width:22%'><col style='width:25%'><col></colgroup><tr><th>result</th>"
-        "<th>level</th><th>expectation</th><th>expected</th><th>observed</th>"
-        "<th>basis (standard, or practice)</th></tr>" + rows + "</table>"
-    )
+
+
+_TABLE = (
+    "<table><colgroup><col style='width:8%'><col style='width:13%'><col style='width:17%'>"
+    "<col style='width:19%'><col style='width:20%'><col></colgroup><tr><th>result</th>"
+    "<th>level</th><th>expectation</th><th>expected</th><th>observed</th>"
+    "<th>basis (standard, or practice)</th></tr>"
+)
+
+
+def _expectations(r: ScenarioReport) -> str:
+    judged = [e for e in r.expectations if e.ok is not None]
+    na = [e for e in r.expectations if e.ok is None]
+    out = _TABLE + _rows(judged) + "</table>" if judged else "<p>Nothing could be judged.</p>"
+    if na:
+        out += (
+            f"<details><summary>{len(na)} expectation(s) not applicable to this sender"
+            f"</summary>{_TABLE}{_rows(na)}</table></details>"
+        )
+    return out
 
 
 def _process(r: ScenarioReport) -> str:

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 from ._suggest import did_you_mean
 from ._yaml import Marks, load_with_marks
 from .errors import ScenarioError, ScenarioIssue
-from .model import FileSpec, Rule, Scenario
+from .model import EXPECT_TAGS, FileSpec, Rule, Scenario
 
 if TYPE_CHECKING:
     from mock_scp import MockScp
@@ -124,6 +124,8 @@ def resolve(name_or_path: str | os.PathLike[str]) -> Path:
 def _field_name(loc: Sequence[str | int]) -> str:
     out = ""
     for part in loc:
+        if part == "[key]":  # pydantic's marker for a mapping key; the key itself is named
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
@@ -148,9 +150,8 @@ def _allowed_fields(loc: Sequence[str | int]) -> list[str]:
     return list(model.model_fields) if model is not None else []
 
 
-def _message(err: Any) -> str:
+def _message(err: Any, loc: tuple[str | int, ...]) -> str:
     kind = err["type"]
-    loc = err["loc"]
     if kind == "extra_forbidden":
         allowed = _allowed_fields(loc[:-1])
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
@@ -178,9 +179,11 @@ def _issues(exc: ValidationError, file: str, marks: Marks) -> list[ScenarioIssue
     for err in exc.errors():
         # pydantic adds the union member or validator to loc for some errors; keep data keys
         loc = tuple(
-            p for p in err["loc"] if isinstance(p, int) or not str(p).startswith("function-")
+            p
+            for p in err["loc"]
+            if isinstance(p, int) or not (str(p).startswith("function-") or p in EXPECT_TAGS)
         )
-        issue = ScenarioIssue(file, marks.line(loc), _field_name(loc), _message(err))
+        issue = ScenarioIssue(file, marks.line(loc), _field_name(loc), _message(err, loc))
         if issue not in seen:
             seen.add(issue)
             out.append(issue)

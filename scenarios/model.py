@@ -64,14 +64,16 @@ The expectation groups are described in :mod:`scenarios.expectations`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    Discriminator,
     Field,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     PrivateAttr,
+    Tag,
     field_validator,
     model_validator,
 )
@@ -370,6 +372,14 @@ class FileSpec(Model):
         return self
 
 
+#: Union tags of ``expect`` (dropped from error locations: they are not file fields).
+EXPECT_TAGS = ("expect-group", "expect-groups")
+ExpectField = Annotated[
+    Annotated[Expect, Tag(EXPECT_TAGS[0])] | Annotated[list[Expect], Tag(EXPECT_TAGS[1])],
+    Discriminator(lambda v: EXPECT_TAGS[1] if isinstance(v, list) else EXPECT_TAGS[0]),
+]
+
+
 class Scenario(Model):
     """One scenario file. ``source`` is the file it came from (None if built in code);
     relative paths resolve against ``base_dir``. ``expect`` is one group of expectations
@@ -382,7 +392,7 @@ class Scenario(Model):
     scp: ScpConfig = ScpConfig()
     scu: ScuConfig = ScuConfig()
     files: list[FileSpec] = Field(min_length=1)
-    expect: Expect | list[Expect]
+    expect: ExpectField
 
     _source: Path | None = PrivateAttr(default=None)
 
