@@ -42,16 +42,11 @@ class _Row:
     dashed: bool = False
 
 
-def _status_color(status: str | None) -> str:
-    if status is None:
-        return _COLORS["failure"]
-    code = status.split()[0]
-    if code == "0x0000":
-        return _COLORS["ok"]
-    value = int(code, 16)
-    if value in (0x0001, 0x0107, 0x0116) or 0xB000 <= value <= 0xBFFF:
-        return _COLORS["warning"]
-    return _COLORS["failure"]
+_CATEGORY_COLORS = {"success": _COLORS["ok"], "warning": _COLORS["warning"]}
+
+
+def _status_color(store: dict[str, Any]) -> str:
+    return _CATEGORY_COLORS.get(store["category"], _COLORS["failure"])
 
 
 def _store_rows(store: dict[str, Any]) -> list[_Row]:
@@ -63,7 +58,7 @@ def _store_rows(store: dict[str, Any]) -> list[_Row]:
     action, status = store["action"], store["status"]
     if status is not None:
         label = f"C-STORE-RSP #{store['message_id']} {status}"
-        rows.append(_Row(store["answered_at"], False, label, _status_color(status)))
+        rows.append(_Row(store["answered_at"], False, label, _status_color(store)))
     elif action == "abort":
         rows.append(
             _Row(
@@ -96,7 +91,7 @@ def _store_rows(store: dict[str, Any]) -> list[_Row]:
 
 
 def _plain(store: dict[str, Any]) -> bool:
-    return bool(store["status"] == "0x0000 (success)" and store["complete"])
+    return bool(store["category"] == "success" and store["complete"])
 
 
 def _fold(stores: Sequence[dict[str, Any]]) -> list[dict[str, Any] | int]:

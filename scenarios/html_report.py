@@ -14,7 +14,7 @@ from .report import (
     ExpectationResult,
     ScenarioReport,
     Verdict,
-    grouped_findings,
+    level_summary,
     overall_verdict,
     same_facts,
 )
@@ -95,11 +95,7 @@ def _levels(reports: Sequence[ScenarioReport]) -> str:
             "on after a refused store, an honest exit status).",
         ),
     ):
-        judged = [
-            r for r in reports if any(e.level == level and e.ok is not None for e in r.expectations)
-        ]
-        found = grouped_findings(reports, level)
-        failed = {name for f in found for name in f.where}
+        summary = level_summary(reports, level)
         items = "".join(
             f"<li><b>{_e(f.basis or 'no basis given')}</b>: failed in {len(f.where)} "
             f"scenario(s)<ul>"
@@ -110,12 +106,12 @@ def _levels(reports: Sequence[ScenarioReport]) -> str:
                 for names, facts in same_facts(f.where)
             )
             + "</ul></li>"
-            for f in found
+            for f in summary.findings
         )
-        state = "held in every judged scenario" if not failed else f"failed in {len(failed)}"
+        state = f"failed in {summary.failed}" if summary.failed else "held in every judged scenario"
         rows.append(
             f"<tr><td><b>{level}</b></td><td>{_e(meaning)}</td>"
-            f"<td>{len(judged)} judged, {_e(state)}</td>"
+            f"<td>{summary.judged} judged, {_e(state)}</td>"
             f"<td>{'<ul>' + items + '</ul>' if items else 'none'}</td></tr>"
         )
     return (

@@ -11,7 +11,7 @@ from typing import Any
 from scu.protocol.status import status_label
 
 from .citations import VIOLATION_CITATIONS
-from .command import needed_settings
+from .command import SETTING_PLACEHOLDERS, needed_settings
 from .events import Outcome, compile_pattern
 from .expectations import Expect, ScpExpect
 from .model import Scenario
@@ -291,8 +291,6 @@ def _group_results(group: Expect, obs: Observed) -> Iterable[_Fact]:
 
 
 def _not_carried_reason(scenario: Scenario, missing: Sequence[str]) -> str:
-    from .command import SETTING_PLACEHOLDERS
-
     by_setting = {s: p for p, s in SETTING_PLACEHOLDERS.items()}
     parts = []
     for setting in missing:

@@ -13,7 +13,7 @@ from .report import (
     ExpectationResult,
     ScenarioReport,
     Verdict,
-    grouped_findings,
+    level_summary,
     overall_verdict,
     same_facts,
 )
@@ -130,13 +130,9 @@ def render_verdict(reports: Sequence[ScenarioReport]) -> str:
         ("required", "Violations of the DICOM standard (required)"),
         ("recommended", "Less robust than it could be (recommended)"),
     ):
-        found = grouped_findings(reports, level)
-        judged = sum(
-            1 for r in reports if any(e.level == level and e.ok is not None for e in r.expectations)
-        )
-        failed = len({name for f in found for name in f.where})
-        lines.append(f"{title}: failed in {failed} of {judged} judged scenario(s)")
-        for f in found:
+        summary = level_summary(reports, level)
+        lines.append(f"{title}: failed in {summary.failed} of {summary.judged} judged scenario(s)")
+        for f in summary.findings:
             lines += textwrap.wrap(
                 f"{f.basis or 'no basis given'}:",
                 width,

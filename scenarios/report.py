@@ -24,10 +24,12 @@ from .citations import describe_citation
 __all__ = [
     "ExpectationResult",
     "Finding",
+    "LevelSummary",
     "ScenarioReport",
     "Verdict",
     "findings",
     "grouped_findings",
+    "level_summary",
     "overall_verdict",
     "same_facts",
 ]
@@ -217,3 +219,24 @@ def grouped_findings(reports: Sequence[ScenarioReport], level: str) -> list[Find
         item = out.setdefault(e.basis, Finding(level, e.basis))
         item.where.setdefault(r.name, []).append(e)
     return list(out.values())
+
+
+@dataclass(frozen=True)
+class LevelSummary:
+    """One level over many scenarios: how many were judged at that level (at least one
+    applicable expectation), how many failed there, and the findings by basis."""
+
+    level: str
+    judged: int
+    failed: int
+    findings: list[Finding]
+
+
+def level_summary(reports: Sequence[ScenarioReport], level: str) -> LevelSummary:
+    """:class:`LevelSummary` of ``level`` over ``reports``."""
+    judged = sum(
+        1 for r in reports if any(e.level == level and e.ok is not None for e in r.expectations)
+    )
+    found = grouped_findings(reports, level)
+    failed = len({name for f in found for name in f.where})
+    return LevelSummary(level, judged, failed, found)

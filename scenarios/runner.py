@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from scu.protocol.acse import describe_rejection
-from scu.protocol.status import status_label
+from scu.protocol.status import classify, status_label
 from scu.protocol.uids import uid_keyword, uid_name
 
 from .command import CommandTemplate, describe_program
@@ -25,7 +25,7 @@ from .loader import build_mock_scp, load, materialize_files
 from .model import Scenario
 from .report import ExpectationResult, ScenarioReport
 
-__all__ = ["ExpectationResult", "Observed", "ScenarioReport", "format_command", "run"]
+__all__ = ["ExpectationResult", "Observed", "ScenarioReport", "run"]
 
 # How long to wait for the mock's server threads to finish after the sender is done.
 _IDLE_TIMEOUT = 15.0
@@ -88,6 +88,7 @@ def _store(r: Any) -> dict[str, Any]:
         "received_at": round(r.received_at, 6),
         "answered_at": None if r.answered_at is None else round(r.answered_at, 6),
         "status": None if r.status is None else status_label(r.status),
+        "category": None if r.status is None else classify(r.status).value,
         "action": r.action,
         "comment": r.comment,
         "complete": r.complete,
@@ -166,24 +167,6 @@ def _run_in_process(
             raise crashed[0]
         _journal(scp, obs, report)
     return obs
-
-
-def format_command(
-    template: str, *, host: str, port: int, calling_ae: str, called_ae: str, files: Sequence[Path]
-) -> str:
-    """Fill a command template for a scenario-less call (the AE titles given, every other
-    setting at StoreScu's default). ``{dir}`` is not available here."""
-    sc = Scenario.model_validate(
-        {
-            "name": "command",
-            "description": "format_command",
-            "scu": {"calling_ae_title": calling_ae, "called_ae_title": called_ae},
-            "files": ["-"],
-            "expect": {"total": 0},
-        }
-    )
-    parsed = CommandTemplate(template)
-    return parsed.render(parsed.plan(sc), host=host, port=port, files=files, folder=None)
 
 
 def _folder_of(files: Sequence[Path], folder: Path) -> Path:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import scenarios
 from scenarios.judge import EXTERNAL_SCU
-from scenarios.runner import format_command
 
 BASE = """\
 name: {name}
@@ -135,22 +134,6 @@ def test_external_sender_judged_from_the_journal(tmp_path: Path) -> None:
     assert got["sender connected"].ok is True
     assert got["sender process"].ok is True
     assert report.exit_status == 0
-
-
-def test_format_command_quotes_every_value() -> None:
-    files = [Path("/tmp/a b.dcm"), Path("/tmp/c'd.dcm")]
-    cmd = format_command(
-        "send -aet {calling_ae} -aec {called_ae} {host} {port} {addr} {files} ${HOME} {other}",
-        host="127.0.0.1",
-        port=104,
-        calling_ae="MY SCU",
-        called_ae="PACS",
-        files=files,
-    )
-    assert shlex.split(cmd) == [
-        "send", "-aet", "MY SCU", "-aec", "PACS", "127.0.0.1", "104", "127.0.0.1:104",
-        "/tmp/a b.dcm", "/tmp/c'd.dcm", "${HOME}", "{other}",
-    ]  # fmt: skip
 
 
 def test_a_hanging_in_process_transfer_fails_after_the_timeout(tmp_path: Path) -> None:
