@@ -3,6 +3,7 @@ and judge what was observed against the scenario's expectation groups."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -243,6 +244,10 @@ def _run_command(
             output, _ = proc.communicate()
             obs.timed_out = True
         obs.duration = time.monotonic() - started
+        # A child the sender left behind (detached from its output) must not go on
+        # talking to the mock while the journal is read.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
         report.output = _tail(output or "")
         if not obs.timed_out:
             obs.exit_status = report.exit_status = proc.returncode

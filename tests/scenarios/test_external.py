@@ -11,6 +11,7 @@ import json
 import shlex
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,16 @@ def test_a_signal_reported_by_the_shell_as_128_plus_n_is_a_signal(one_refusal: P
     assert report.exit_status == 134
     assert report.signal == "SIGABRT (signal 6; the shell reported exit status 134)"
     assert report.verdict is Verdict.NON_CONFORMANT
+
+
+def test_a_child_left_behind_is_stopped_with_the_sender(one_refusal: Path, tmp_path: Path) -> None:
+    # The sender exits at once; a child it started (output detached) lives on.
+    marker = tmp_path / "child-still-ran"
+    late = f"(sleep 1; touch {shlex.quote(str(marker))}) >/dev/null 2>&1 &"
+    report = scenarios.run(one_refusal, scu_command=late, timeout=30)
+    assert report.exit_status == 0 and report.error is None
+    time.sleep(2)
+    assert not marker.exists(), "the sender's child outlived the run"
 
 
 def test_the_exit_status_is_judged(one_refusal: Path) -> None:
