@@ -2,11 +2,15 @@
 
 >>> import scenarios
 >>> report = scenarios.run("clean-accept")          # a library name or a path
->>> report.ok, [(e.name, e.expected, e.observed) for e in report.failures]
+>>> report.ok, report.verdict, [(e.level, e.name, e.observed) for e in report.failures]
 
 - :func:`load` validates a YAML file (errors name file, line and field: :class:`ScenarioError`);
+- :func:`discover` turns names, files and folders into scenario files;
 - :func:`build_mock_scp` gives the scenario's configured, unstarted ``MockScp``;
-- :func:`run` runs it in-process or against an external sender (``scu_command``);
+- :func:`run` runs it in-process or against an external sender (``scu_command``, see
+  :mod:`scenarios.command` for the placeholders); every expectation carries its level
+  (``required`` by the standard, or ``recommended``), and :attr:`ScenarioReport.verdict`
+  and :func:`overall_verdict` turn them into a :class:`Verdict`;
 - :func:`pytest_params` parametrises a downstream pytest suite over a folder;
 - :func:`json_schema` is the published schema of the format.
 """
@@ -18,10 +22,20 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ScenarioError, ScenarioIssue
-from .loader import LibraryEntry, build_mock_scp, library, library_dir, load, load_text, resolve
+from .loader import (
+    LibraryEntry,
+    build_mock_scp,
+    discover,
+    library,
+    library_dir,
+    load,
+    load_text,
+    resolve,
+)
 from .model import Scenario
 from .pytest_support import pytest_params
-from .runner import ExpectationResult, ScenarioReport, run
+from .report import ExpectationResult, ScenarioReport, Verdict, overall_verdict
+from .runner import run
 
 __all__ = [
     "ExpectationResult",
@@ -30,12 +44,15 @@ __all__ = [
     "ScenarioError",
     "ScenarioIssue",
     "ScenarioReport",
+    "Verdict",
     "build_mock_scp",
+    "discover",
     "json_schema",
     "library",
     "library_dir",
     "load",
     "load_text",
+    "overall_verdict",
     "pytest_params",
     "resolve",
     "run",

@@ -1,5 +1,6 @@
 """``scukit scenario list|show|run`` and ``scukit demo`` (registered through the
-``scukit.commands`` entry-point group)."""
+``scukit.commands`` entry-point group; ``scukit conformance`` is in
+:mod:`scenarios.conformance`)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from typing import Any, TextIO
 from scu.protocol.status import status_label
 from scu.protocol.uids import resolve_uid, uid_name
 
+from .command import CommandTemplate
 from .errors import ScenarioError
-from .loader import library, library_dir, load, resolve
+from .loader import discover, library, library_dir, load, resolve
 from .model import Scenario
 from .output import render_json, render_table, write_junit
 from .runner import ScenarioReport, run
@@ -36,7 +38,12 @@ def register_scenario(subparsers: Any) -> None:
     sub = parser.add_subparsers(dest="scenario_command", metavar="{list,show,run}")
     sub.required = True
 
-    p_list = sub.add_parser("list", help="the library scenarios with one-line descriptions")
+    p_list = sub.add_parser(
+        "list", help="the library scenarios (or a folder's) with one-line descriptions"
+    )
+    p_list.add_argument(
+        "directory", nargs="?", metavar="DIR", help="a folder of scenario files (default: library)"
+    )
     p_list.add_argument("--json", action="store_true", help="machine-readable output")
     p_list.set_defaults(func=_cmd_list)
 
@@ -47,17 +54,25 @@ def register_scenario(subparsers: Any) -> None:
     p_run = sub.add_parser(
         "run",
         help="run scenarios and compare with their expectations",
-        description="Exit codes: 0 every expectation held, 1 some did not (a sender that "
-        "never connects included), 2 a usage or validation error (found before anything "
-        "runs).",
+        description="Exit codes: 0 every expectation held (required and recommended), 1 "
+        "some did not (a sender that never connects, dies by a signal or runs past the "
+        "time limit included), 2 a usage or validation error (found before anything runs).",
     )
-    p_run.add_argument("scenarios", nargs="*", metavar="NAME|PATH")
+    p_run.add_argument(
+        "scenarios",
+        nargs="*",
+        metavar="NAME|PATH|DIR",
+        help="scenarios; a folder runs every *.yaml in it",
+    )
     p_run.add_argument("--all", action="store_true", help="run every library scenario")
     p_run.add_argument(
         "--scu-command",
         metavar="CMD",
         help="run this sender instead of our StoreScu; placeholders {host} {port} {addr} "
-        "{calling_ae} {called_ae} {files}; judged from the SCP journal only",
+        "{files} {dir} {calling_ae} {called_ae} {max_pdu} {transfer_syntax} "
+        "{dimse_timeout} {acse_timeout} {network_timeout} {connect_timeout} "
+        "{concurrency} {never_transcode} {fail_fast} {verbose}; judged from the SCP "
+        "journal and the process",
     )
     p_run.add_argument(
         "--timeout", type=float, default=None, help="seconds before --scu-command is killed"
@@ -76,10 +91,15 @@ def _fail_usage(message: str) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    folder = args.directory if args.directory is not None else library_dir()
+    if args.directory is not None and not Path(args.directory).is_dir():
+        return _fail_usage(f"{args.directory}: not a folder")
     try:
-        entries = library()
+        entries = library(folder)
     except ScenarioError as exc:
-        return _fail_usage(str(exc))
+        return _fail_usage("invalid scenario(s):\n" + str(exc))
+    if not entries:
+        return _fail_usage(f"no scenario files (*.yaml) in {folder}")
     if args.json:
         payload = [{"name": e.name, "description": e.summary, "path": str(e.path)} for e in entries]
         print(json.dumps(payload, indent=2))
@@ -87,7 +107,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     width = max(len(e.name) for e in entries)
     for e in entries:
         print(f"{e.name:<{width}}  {e.summary}")
-    print(f"\n{len(entries)} scenarios in {library_dir()}")
+    print(f"\n{len(entries)} scenarios in {folder}")
     return EXIT_OK
 
 
@@ -108,16 +128,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _fail_usage("name at least one scenario (NAME or PATH) or use --all")
     if args.timeout is not None and args.timeout <= 0:
         return _fail_usage("--timeout must be positive")
-    # Validate everything first: a malformed file is a usage error before anything runs.
-    loaded: list[Scenario] = []
-    problems: list[str] = []
-    for name in names:
+    loaded, problem = load_all(names)
+    if problem:
+        return _fail_usage(problem)
+    if args.scu_command is not None:
         try:
-            loaded.append(load(name))
-        except ScenarioError as exc:
-            problems.append(str(exc))
-    if problems:
-        return _fail_usage("invalid scenario(s):\n" + "\n".join(problems))
+            CommandTemplate(args.scu_command)
+        except ValueError as exc:
+            return _fail_usage(str(exc))
 
     reports: list[ScenarioReport] = []
     for sc in loaded:
@@ -131,6 +149,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         print(render_table(reports, verbose=args.verbose))
     return EXIT_OK if all(r.ok for r in reports) else EXIT_FAILED
+
+
+def load_all(names: list[str]) -> tuple[list[Scenario], str | None]:
+    """Every scenario named (files, folders, library names), validated before anything
+    runs: the scenarios, or the text of every problem found."""
+    try:
+        paths = discover(names)
+    except ScenarioError as exc:
+        return [], str(exc)
+    loaded: list[Scenario] = []
+    problems: list[str] = []
+    for path in paths:
+        try:
+            loaded.append(load(path))
+        except ScenarioError as exc:
+            problems.append(str(exc))
+    if problems:
+        return [], "invalid scenario(s):\n" + "\n".join(problems)
+    return loaded, None
 
 
 # --- scukit demo -----------------------------------------------------------------------
@@ -254,8 +291,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         "\nNext steps:\n"
         "  scukit scenario list            real-world PACS behaviours, ready to run\n"
         "  scukit scenario run --all       check our sender against all of them\n"
-        "  scukit scenario run NAME --scu-command 'your-sender {host} {port} {files}'\n"
-        "                                  check your own sender the same way\n"
+        "  scukit conformance --scu-command 'your-sender {host} {port} {files}'\n"
+        "                                  judge your own sender against the library\n"
         "  scukit serve --ae-title PACS    a standalone mock PACS for any SCU"
     )
     return EXIT_OK if result.failed == 0 else EXIT_FAILED

@@ -1,9 +1,16 @@
-"""Load scenario files (with errors naming file, line and field), find library scenarios,
-materialise the files a scenario sends, and build its MockScp."""
+"""Load scenario files (with errors naming file, line and field, and a did-you-mean),
+find library scenarios and the scenarios of a folder, materialise the files a scenario
+sends, and build its MockScp.
+
+Everything is checked at load time, before anything runs: the format, names (statuses,
+UIDs of the right kind, reject reasons), the agreement of each rule's action and status,
+the files, and the mock's own checks of the configuration (the MockScp is built, not
+started)."""
 
 from __future__ import annotations
 
 import os
+import re
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from ._suggest import did_you_mean
 from ._yaml import Marks, load_with_marks
 from .errors import ScenarioError, ScenarioIssue
-from .model import FileSpec, Rule, Scenario
+from .model import EXPECT_TAGS, FileSpec, Rule, Scenario
 
 if TYPE_CHECKING:
     from mock_scp import MockScp
@@ -24,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LibraryEntry",
     "build_mock_scp",
+    "discover",
     "library",
     "library_dir",
     "load",
@@ -49,14 +58,43 @@ class LibraryEntry:
     path: Path
 
 
-def library() -> list[LibraryEntry]:
-    """Every library scenario, sorted by name (each file is loaded and validated)."""
+def library(directory: str | os.PathLike[str] | None = None) -> list[LibraryEntry]:
+    """Every library scenario (or every scenario file under ``directory``), sorted by
+    name; each file is loaded and validated, and every problem is raised at once."""
+    paths = _yaml_files(Path(directory)) if directory is not None else _yaml_files(library_dir())
     entries = []
-    for path in sorted(library_dir().glob("*.yaml")):
-        sc = load(path)
-        summary = sc.description.strip().splitlines()[0].strip()
-        entries.append(LibraryEntry(sc.name, summary, path))
+    issues: list[ScenarioIssue] = []
+    for path in paths:
+        try:
+            sc = load(path)
+        except ScenarioError as exc:
+            issues.extend(exc.issues)
+            continue
+        entries.append(LibraryEntry(sc.name, sc.summary, path))
+    if issues:
+        raise ScenarioError(issues)
     return sorted(entries, key=lambda e: e.name)
+
+
+def _yaml_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.yaml") if p.is_file())
+
+
+def discover(names: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Scenario files for command-line arguments: a file, a folder (every ``*.yaml`` in
+    it, recursively, sorted), or a library scenario's name. ``ScenarioError`` for a name
+    that is none of these, or a folder without scenario files."""
+    out: list[Path] = []
+    for name in names:
+        path = Path(name)
+        if path.is_dir():
+            found = _yaml_files(path)
+            if not found:
+                raise ScenarioError.single(path, "no scenario files (*.yaml) in this folder")
+            out.extend(found)
+        else:
+            out.append(resolve(name))
+    return out
 
 
 def resolve(name_or_path: str | os.PathLike[str]) -> Path:
@@ -72,9 +110,11 @@ def resolve(name_or_path: str | os.PathLike[str]) -> Path:
         data, _ = load_with_marks(entry.read_text(encoding="utf-8"), entry)
         if isinstance(data, dict) and data.get("name") == text:
             return entry
-    known = ", ".join(p.stem for p in sorted(library_dir().glob("*.yaml")))
+    stems = [p.stem for p in sorted(library_dir().glob("*.yaml"))]
     raise ScenarioError.single(
-        text, f"no such scenario file or library scenario (library: {known})"
+        text,
+        f"no such scenario file, folder or library scenario{did_you_mean(text, stems)} "
+        f"(library: {', '.join(stems)})",
     )
 
 
@@ -84,6 +124,8 @@ def resolve(name_or_path: str | os.PathLike[str]) -> Path:
 def _field_name(loc: Sequence[str | int]) -> str:
     out = ""
     for part in loc:
+        if part == "[key]":  # pydantic's marker for a mapping key; the key itself is named
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
@@ -108,13 +150,18 @@ def _allowed_fields(loc: Sequence[str | int]) -> list[str]:
     return list(model.model_fields) if model is not None else []
 
 
-def _message(err: Any) -> str:
+def _message(err: Any, loc: tuple[str | int, ...]) -> str:
     kind = err["type"]
-    loc = err["loc"]
     if kind == "extra_forbidden":
         allowed = _allowed_fields(loc[:-1])
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
-        return f"unknown field {loc[-1]!r}{hint}"
+        return f"unknown field {loc[-1]!r}{did_you_mean(str(loc[-1]), allowed)}{hint}"
+    if kind == "literal_error" and isinstance(err.get("input"), str):
+        expected = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+        return (
+            f"{err['input']!r} is not one of {', '.join(expected)}"
+            f"{did_you_mean(err['input'], expected)}"
+        )
     if kind == "missing":
         return "required field is missing"
     msg = str(err["msg"])
@@ -132,9 +179,11 @@ def _issues(exc: ValidationError, file: str, marks: Marks) -> list[ScenarioIssue
     for err in exc.errors():
         # pydantic adds the union member or validator to loc for some errors; keep data keys
         loc = tuple(
-            p for p in err["loc"] if isinstance(p, int) or not str(p).startswith("function-")
+            p
+            for p in err["loc"]
+            if isinstance(p, int) or not (str(p).startswith("function-") or p in EXPECT_TAGS)
         )
-        issue = ScenarioIssue(file, marks.line(loc), _field_name(loc), _message(err))
+        issue = ScenarioIssue(file, marks.line(loc), _field_name(loc), _message(err, loc))
         if issue not in seen:
             seen.add(issue)
             out.append(issue)
@@ -187,6 +236,23 @@ def _check_files(sc: Scenario, file: str, marks: Marks) -> list[ScenarioIssue]:
     return issues
 
 
+def _check_mock(sc: Scenario, file: str, marks: Marks) -> list[ScenarioIssue]:
+    """Build the scenario's MockScp without starting it, so that whatever the mock itself
+    refuses (a rule whose ``expect`` can never be met, ...) is found now, at its line."""
+    try:
+        scp = _new_mock(sc)
+    except ValueError as exc:
+        return [ScenarioIssue(file, marks.line(("scp",)), "scp", str(exc))]
+    issues = []
+    for i, rule in enumerate(sc.scp.rules):
+        try:
+            _apply_rule(scp, rule)
+        except ValueError as exc:
+            where = ("scp", "rules", i)
+            issues.append(ScenarioIssue(file, marks.line(where), f"scp.rules[{i}]", str(exc)))
+    return issues
+
+
 def load_text(
     text: str, file: str | Path = "<scenario>", *, base_dir: Path | None = None
 ) -> Scenario:
@@ -202,7 +268,7 @@ def load_text(
         raise ScenarioError(_issues(exc, name, marks)) from None
     anchor = (base_dir / "scenario.yaml") if base_dir is not None else Path(file)
     sc._source = anchor.resolve() if anchor.name != "<scenario>" else None
-    issues = _check_files(sc, name, marks)
+    issues = _check_files(sc, name, marks) + _check_mock(sc, name, marks)
     if issues:
         raise ScenarioError(issues)
     return sc
@@ -260,6 +326,8 @@ def _expect_arg(rule: Rule) -> int | tuple[int, int | None] | None:
 def _apply_rule(scp: MockScp, rule: Rule) -> None:
     builder = scp.on_store(
         nth=rule.nth,
+        every=rule.every,
+        offset=rule.offset,
         sop_class_uid=rule.sop_class_uid,
         sop_instance_uid=rule.sop_instance_uid,
         transfer_syntax=rule.transfer_syntax,
@@ -289,8 +357,8 @@ def _apply_rule(scp: MockScp, rule: Rule) -> None:
         builder.accept()
 
 
-def build_mock_scp(
-    path_or_scenario: Scenario | str | os.PathLike[str],
+def _new_mock(
+    sc: Scenario,
     *,
     host: str | None = None,
     port: int | None = None,
@@ -298,14 +366,8 @@ def build_mock_scp(
     store_dir: str | os.PathLike[str] | None = None,
     **overrides: Any,
 ) -> MockScp:
-    """A configured, **unstarted** MockScp for a scenario (its options, rules and
-    association rejects). Start it with ``with scp:`` (or ``scp.start()``). Keyword
-    arguments override the scenario (``scukit serve`` options given on the command line);
-    ``overrides`` are any other ``MockScp`` keyword arguments.
-    """
     from mock_scp import MockScp
 
-    sc = path_or_scenario if isinstance(path_or_scenario, Scenario) else load(path_or_scenario)
     cfg = sc.scp
     options: dict[str, Any] = {}
     for key in (
@@ -332,15 +394,35 @@ def build_mock_scp(
     elif cfg.store_dir is not None:
         options["store_dir"] = str(sc.base_dir / cfg.store_dir)
     options.update(overrides)
-    scp = MockScp(
+    return MockScp(
         ae_title or cfg.ae_title,
         host=host or cfg.host or "127.0.0.1",
         port=port if port is not None else (cfg.port or 0),
         **options,
     )
-    for rule in cfg.rules:
+
+
+def build_mock_scp(
+    path_or_scenario: Scenario | str | os.PathLike[str],
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    ae_title: str | None = None,
+    store_dir: str | os.PathLike[str] | None = None,
+    **overrides: Any,
+) -> MockScp:
+    """A configured, **unstarted** MockScp for a scenario (its options, rules and
+    association rejects). Start it with ``with scp:`` (or ``scp.start()``). Keyword
+    arguments override the scenario (``scukit serve`` options given on the command line);
+    ``overrides`` are any other ``MockScp`` keyword arguments.
+    """
+    sc = path_or_scenario if isinstance(path_or_scenario, Scenario) else load(path_or_scenario)
+    scp = _new_mock(
+        sc, host=host, port=port, ae_title=ae_title, store_dir=store_dir, **overrides
+    )
+    for rule in sc.scp.rules:
         _apply_rule(scp, rule)
-    for rej in cfg.reject_associations:
+    for rej in sc.scp.reject_associations:
         scp.reject_associations(
             result=rej.result, source=rej.source, reason=rej.reason, times=rej.times
         )

@@ -16,9 +16,11 @@ SOP classes and transfer syntaxes are UIDs or pydicom keywords and are stored as
       ae_title: PACS
       transfer_syntaxes: [ExplicitVRLittleEndian]
       rules:                                 # first match wins; default accept 0x0000
-        - nth: [6, 7]                        # match keys: nth, sop_class_uid, sop_instance_uid,
-          fail: OutOfResources               #   transfer_syntax, calling_ae_title, probability,
-          expect: 2                          #   times, expect (int or {min, max})
+        - nth: [6, 7]                        # match keys: nth, every (+ offset), sop_class_uid,
+          fail: OutOfResources               #   sop_instance_uid, transfer_syntax,
+          expect: 2                          #   calling_ae_title, probability, times,
+                                             #   expect (int or {min, max})
+        - {every: 5, offset: 2, warn: 0xB000}  # stores 7, 12, 17, ...
         - {nth: 3, stall: 1.5}               # one action: accept, respond, warn, fail, stall,
                                              #   slow_read, abort, disconnect, garbage
       reject_associations:
@@ -31,22 +33,32 @@ SOP classes and transfer syntaxes are UIDs or pydicom keywords and are stored as
       - pydicom: CT_small.dcm                # pydicom's bundled test files (offline ones)
       - generate: {count: 5, sop_class: CTImageStorage, transfer_syntax: RLELossless}
         repeat: 2                            # queue the same files again (duplicates)
-    expect:
-      total: 10                              # successful, failed, warnings, total
-      events: "started, (sending, sent|error)*, completed"   # or a per-file list:
-      # events: [success, warning 0xB000, failed OutOfResources, failed none, ...]
-      raises: AssociationRejected            # exception class name from `scu`
-      rejection: {result: permanent, source: service-user, reason: called-ae-title-not-recognized}
-      scp:                                   # journal facts (all an external SCU is judged by)
-        stores: 10
-        statuses: [Success, OutOfResources]  # answered statuses, in order
-        status_counts: {Success: 8, OutOfResources: 2}
-        associations: 1                      # or min_associations
-        ended: {released: 1}                 # released / aborted / dropped / rejected / open
-        violations: none                     # or a count
-        transfer_syntaxes: [ExplicitVRLittleEndian]
-        distinct_instances: 10
-        max_pdu_length: 16384                # announced by the SCU on every association
+    expect:                                  # one group, or a list of groups (levels)
+      - level: required                      # the standard requires it ...
+        cite: [PS3.4 B.2.3]                  # ... and says where
+        failed: 5                            # successful, failed, warnings, total
+        scp: {violations: none}
+      - level: recommended                   # robust practice beyond the standard
+        why: carry on after a refused store  # which practice
+        needs: []                            # scu settings it depends on (default: all set)
+        total: 10
+        events: "started, (sending, sent|error)*, completed"   # or a per-file list:
+        # events: [success, warning 0xB000, failed OutOfResources, failed none, ...]
+        raises: AssociationRejected          # exception class name from `scu`
+        rejection: {result: permanent, source: service-user, reason: called-ae-title-not-recognized}
+        sender: {exit: nonzero}              # external senders: zero, nonzero or any
+        scp:                                 # journal facts (all an external SCU is judged by)
+          stores: 10
+          statuses: [Success, OutOfResources]  # answered statuses, in order
+          status_counts: {Success: 8, OutOfResources: 2}
+          associations: 1                    # or min_associations
+          ended: {released: 1}               # released / aborted / dropped / rejected / open
+          violations: none                   # or a count
+          transfer_syntaxes: [ExplicitVRLittleEndian]
+          distinct_instances: 10
+          max_pdu_length: 16384              # announced by the SCU on every association
+
+The expectation groups are described in :mod:`scenarios.expectations`.
 """
 
 from __future__ import annotations
@@ -55,24 +67,21 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
+    Discriminator,
     Field,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     PrivateAttr,
+    Tag,
     field_validator,
     model_validator,
 )
 
-from scu.protocol.acse import parse_reject_reason, parse_reject_result, parse_reject_source
-from scu.protocol.ae import check_ae_title
-from scu.protocol.status import parse_status
-from scu.protocol.uids import UidKind, resolve_uid
+from scu.protocol.status import StatusCategory, classify, status_label
 
-from .events import Outcome, PatternError, compile_pattern, parse_outcome
+from ._types import AeTitle, Model, SopClass, Status, TransferSyntax, Uid, reject_names
+from .expectations import SCU_EXCEPTIONS, Expect
 
 __all__ = [
     "ACTIONS",
@@ -81,42 +90,11 @@ __all__ = [
     "FileSpec",
     "GenerateSpec",
     "RejectSpec",
-    "RejectionExpect",
     "Rule",
     "Scenario",
     "ScpConfig",
-    "ScpExpect",
     "ScuConfig",
 ]
-
-Status = Annotated[int, BeforeValidator(parse_status)]
-SopClass = Annotated[
-    str, BeforeValidator(lambda v: resolve_uid(v, parameter="SOP class", kind=UidKind.SOP_CLASS))
-]
-TransferSyntax = Annotated[
-    str,
-    BeforeValidator(
-        lambda v: resolve_uid(v, parameter="transfer syntax", kind=UidKind.TRANSFER_SYNTAX)
-    ),
-]
-
-
-def _ae_title(value: object) -> object:
-    return check_ae_title(value, parameter="AE title") if isinstance(value, str) else value
-
-
-AeTitle = Annotated[str, BeforeValidator(_ae_title)]
-
-# Exception classes of `scu` a scenario may expect from StoreScu.send().
-SCU_EXCEPTIONS = (
-    "ScuError",
-    "AssociationError",
-    "ConnectionFailed",
-    "AssociationRejected",
-    "CallbackError",
-    "TransportError",
-    "ProtocolError",
-)
 
 ACTIONS = (
     "accept",
@@ -129,10 +107,6 @@ ACTIONS = (
     "disconnect",
     "garbage",
 )
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _scalar_as(key: str) -> Any:
@@ -149,37 +123,70 @@ def _scalar_as(key: str) -> Any:
     return model_validator(mode="before")(classmethod(convert))  # type: ignore[arg-type]
 
 
-class Reply(_Model):
-    """A DIMSE response: status and optional ErrorComment."""
+def _status_of(category: StatusCategory, action: str, hint: str) -> Any:
+    """An after-validator: the reply's status belongs to ``category`` (the mock refuses
+    anything else at run time; here it is found before anything runs)."""
+
+    def check(self: Any) -> Any:
+        found = classify(self.status)
+        if found is not category:
+            raise ValueError(
+                f"{action} needs a {category.value} status, but {status_label(self.status)} "
+                f"is a {found.value} status; {hint}"
+            )
+        return self
+
+    return model_validator(mode="after")(check)
+
+
+class Reply(Model):
+    """A DIMSE response with any status, and an optional ErrorComment."""
 
     status: Status
     comment: str | None = None
     _scalar = _scalar_as("status")
 
 
-class WarnReply(_Model):
+class FailReply(Model):
+    """A failure response (anything but success, warning or pending)."""
+
+    status: Status
+    comment: str | None = None
+    _scalar = _scalar_as("status")
+    _category = _status_of(
+        StatusCategory.FAILURE, "fail", "use accept or warn, or respond to send any code"
+    )
+
+
+class WarnReply(Model):
     """A warning response; status defaults to 0xB000 (coercion of data elements)."""
 
     status: Status = 0xB000
     comment: str | None = None
     _scalar = _scalar_as("status")
+    _category = _status_of(
+        StatusCategory.WARNING,
+        "warn",
+        "warnings are 0x0001, 0x0107, 0x0116 and 0xB000-0xBFFF (use fail for a failure, "
+        "respond to send any code)",
+    )
 
 
-class AbortSpec(_Model):
+class AbortSpec(Model):
     """A-ABORT instead of a response, or while the dataset is still arriving."""
 
     during_dataset: bool = False
     _scalar = _scalar_as("during_dataset")
 
 
-class DisconnectSpec(_Model):
+class DisconnectSpec(Model):
     """Close the TCP connection without A-ABORT (optionally with RST)."""
 
     rst: bool = False
     _scalar = _scalar_as("rst")
 
 
-class GarbageSpec(_Model):
+class GarbageSpec(Model):
     """Send bytes that are not a PDU, then close; ``data`` in hex (default: the mock's)."""
 
     data: str | None = None
@@ -196,19 +203,22 @@ class GarbageSpec(_Model):
         return value
 
 
-class ExpectRange(_Model):
+class ExpectRange(Model):
     """Hit count bounds for a rule's ``expect``."""
 
     min: NonNegativeInt = 0
     max: NonNegativeInt | None = None
 
 
-class Rule(_Model):
-    """One MockScp rule: match keys, then exactly one action."""
+class Rule(Model):
+    """One MockScp rule: match keys, then exactly one action. ``every: N`` matches every
+    N-th store after the first ``offset`` ones (``every: 3`` is 3, 6, 9...)."""
 
     nth: PositiveInt | list[PositiveInt] | None = None
+    every: PositiveInt | None = None
+    offset: NonNegativeInt = 0
     sop_class_uid: SopClass | None = None
-    sop_instance_uid: str | None = None
+    sop_instance_uid: Uid | None = None
     transfer_syntax: TransferSyntax | None = None
     calling_ae_title: AeTitle | None = None
     probability: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -218,7 +228,7 @@ class Rule(_Model):
     accept: Literal[True] | None = None
     respond: Reply | None = None
     warn: WarnReply | None = None
-    fail: Reply | None = None
+    fail: FailReply | None = None
     stall: PositiveFloat | None = None
     slow_read: PositiveFloat | None = None
     abort: AbortSpec | None = None
@@ -233,8 +243,8 @@ class Rule(_Model):
             raise ValueError(
                 f"a rule needs exactly one action of {', '.join(ACTIONS)} (found {found})"
             )
-        if self.fail is not None and self.fail.status == 0x0000:
-            raise ValueError("fail needs a failure status, not 0x0000 (use accept)")
+        if self.offset and self.every is None:
+            raise ValueError("offset only means something with every: N")
         return self
 
     @property
@@ -243,7 +253,7 @@ class Rule(_Model):
         return next(a for a in ACTIONS if getattr(self, a) is not None)
 
 
-class RejectSpec(_Model):
+class RejectSpec(Model):
     """An A-ASSOCIATE-RJ the mock sends (``times`` associations, or all when absent)."""
 
     result: int
@@ -254,16 +264,7 @@ class RejectSpec(_Model):
     @model_validator(mode="before")
     @classmethod
     def _names(cls, data: object) -> object:
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        if "result" in data:
-            data["result"] = parse_reject_result(data["result"])
-        if "source" in data:
-            data["source"] = parse_reject_source(data["source"])
-            if "reason" in data:
-                data["reason"] = parse_reject_reason(data["source"], data["reason"])
-        return data
+        return reject_names(data)
 
 
 def _check_pdu(value: int | None, low: int, high: int) -> int | None:
@@ -272,8 +273,10 @@ def _check_pdu(value: int | None, low: int, high: int) -> int | None:
     return value
 
 
-class ScpConfig(_Model):
-    """The MockScp: every constructor option (None = the MockScp default), rules, rejects."""
+class ScpConfig(Model):
+    """The MockScp: every constructor option (None = the MockScp default), rules, rejects.
+    By default the mock accepts every storage SOP class and transfer syntax DCMTK's
+    ``storescp +xa`` accepts; ``sop_classes`` and ``transfer_syntaxes`` narrow that."""
 
     ae_title: AeTitle = "MOCK-SCP"
     host: str | None = None
@@ -291,8 +294,8 @@ class ScpConfig(_Model):
     acse_timeout: PositiveFloat | None = None
     dimse_timeout: PositiveFloat | None = None
     network_timeout: PositiveFloat | None = None
-    rules: list[Rule] = []
-    reject_associations: list[RejectSpec] = []
+    rules: list[Rule] = Field(default_factory=list)
+    reject_associations: list[RejectSpec] = Field(default_factory=list)
 
     @field_validator("max_pdu_length")
     @classmethod
@@ -300,9 +303,9 @@ class ScpConfig(_Model):
         return _check_pdu(value, 1024, 0xFFFFFFFF)
 
 
-class ScuConfig(_Model):
+class ScuConfig(Model):
     """StoreScu options (None = the StoreScu default). ``called_ae_title`` defaults to
-    the mock's ``ae_title``."""
+    the mock's ``ae_title``. An external sender receives them through placeholders."""
 
     calling_ae_title: AeTitle = "STORE-SCU"
     called_ae_title: AeTitle | None = None
@@ -323,7 +326,7 @@ class ScuConfig(_Model):
         return _check_pdu(value, 4096, 131072)
 
 
-class GenerateSpec(_Model):
+class GenerateSpec(Model):
     """Synthetic files made by ``mock_scp.datagen`` (None = the generator's default)."""
 
     count: PositiveInt = 1
@@ -335,13 +338,19 @@ class GenerateSpec(_Model):
     rows: PositiveInt | None = None
     columns: PositiveInt | None = None
     patient_id: str | None = None
-    sop_instance_uid: str | None = None
-    study_instance_uid: str | None = None
-    series_instance_uid: str | None = None
+    sop_instance_uid: Uid | None = None
+    study_instance_uid: Uid | None = None
+    series_instance_uid: Uid | None = None
     seed: int | None = None
 
+    @model_validator(mode="after")
+    def _one_fixed_uid(self) -> GenerateSpec:
+        if self.sop_instance_uid is not None and self.count > 1:
+            raise ValueError("sop_instance_uid can be fixed only with count: 1")
+        return self
 
-class FileSpec(_Model):
+
+class FileSpec(Model):
     """One entry of ``files``: a path (relative to the scenario file), a pydicom test file
     by name, or generated files; ``repeat`` queues the same file(s) again (duplicates)."""
 
@@ -363,102 +372,46 @@ class FileSpec(_Model):
         return self
 
 
-class RejectionExpect(_Model):
-    """The A-ASSOCIATE-RJ the SCU must report (AssociationRejected.rejection)."""
-
-    result: int | None = None
-    source: int | None = None
-    reason: int | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _names(cls, data: object) -> object:
-        return RejectSpec._names(data)  # type: ignore[operator]
+#: Union tags of ``expect`` (dropped from error locations: they are not file fields).
+EXPECT_TAGS = ("expect-group", "expect-groups")
+ExpectField = Annotated[
+    Annotated[Expect, Tag(EXPECT_TAGS[0])] | Annotated[list[Expect], Tag(EXPECT_TAGS[1])],
+    Discriminator(lambda v: EXPECT_TAGS[1] if isinstance(v, list) else EXPECT_TAGS[0]),
+]
 
 
-Ended = Literal["released", "aborted", "dropped", "rejected", "open"]
-
-
-class ScpExpect(_Model):
-    """Facts about the MockScp journal (the only ones an external SCU can be judged by)."""
-
-    stores: NonNegativeInt | None = None
-    statuses: list[Status] | None = None
-    status_counts: dict[Status, NonNegativeInt] | None = None
-    associations: NonNegativeInt | None = None
-    min_associations: NonNegativeInt | None = None
-    ended: dict[Ended, NonNegativeInt] | None = None
-    violations: Literal["none"] | NonNegativeInt | None = None
-    transfer_syntaxes: list[TransferSyntax] | None = None
-    distinct_instances: NonNegativeInt | None = None
-    max_pdu_length: NonNegativeInt | None = None
-
-    def is_empty(self) -> bool:
-        """No fact given."""
-        return all(v is None for v in self.__dict__.values())
-
-
-class Expect(_Model):
-    """What must be observed. ``events`` is a pattern (see :mod:`scenarios.events`) or
-    the exact per-file outcome list."""
-
-    successful: NonNegativeInt | None = None
-    failed: NonNegativeInt | None = None
-    warnings: NonNegativeInt | None = None
-    total: NonNegativeInt | None = None
-    events: str | list[str] | None = None
-    raises: str | None = None
-    rejection: RejectionExpect | None = None
-    scp: ScpExpect | None = None
-
-    @field_validator("events")
-    @classmethod
-    def _events(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, str):
-            try:
-                compile_pattern(value)
-            except PatternError as exc:
-                raise ValueError(f"bad event pattern: {exc}") from None
-        elif isinstance(value, list):
-            for item in value:
-                parse_outcome(item)
-        return value
-
-    @field_validator("raises")
-    @classmethod
-    def _raises(cls, value: str | None) -> str | None:
-        if value is not None and value not in SCU_EXCEPTIONS:
-            raise ValueError(f"raises names one of {', '.join(SCU_EXCEPTIONS)}, not {value!r}")
-        return value
-
-    @model_validator(mode="after")
-    def _not_vacuous(self) -> Expect:
-        given = [k for k, v in self.__dict__.items() if v is not None and k != "scp"]
-        if not given and (self.scp is None or self.scp.is_empty()):
-            raise ValueError("expect needs at least one expectation")
-        if self.rejection is not None and self.raises not in (None, "AssociationRejected"):
-            raise ValueError("expect.rejection goes with raises: AssociationRejected")
-        return self
-
-    def outcomes(self) -> list[Outcome] | None:
-        """The per-file outcome list, when ``events`` is one."""
-        return [parse_outcome(x) for x in self.events] if isinstance(self.events, list) else None
-
-
-class Scenario(_Model):
+class Scenario(Model):
     """One scenario file. ``source`` is the file it came from (None if built in code);
-    relative paths resolve against ``base_dir``."""
+    relative paths resolve against ``base_dir``. ``expect`` is one group of expectations
+    or a list of groups (:attr:`groups`)."""
 
     name: str = Field(min_length=1)
     description: str = Field(min_length=1)
-    tags: list[str] = []
+    tags: list[str] = Field(default_factory=list)
     timeout: PositiveFloat = 60.0
     scp: ScpConfig = ScpConfig()
     scu: ScuConfig = ScuConfig()
     files: list[FileSpec] = Field(min_length=1)
-    expect: Expect
+    expect: ExpectField
 
     _source: Path | None = PrivateAttr(default=None)
+
+    @field_validator("expect")
+    @classmethod
+    def _not_empty(cls, value: Expect | list[Expect]) -> Expect | list[Expect]:
+        if isinstance(value, list) and not value:
+            raise ValueError("expect needs at least one group")
+        return value
+
+    @property
+    def groups(self) -> list[Expect]:
+        """The expectation groups, in file order."""
+        return list(self.expect) if isinstance(self.expect, list) else [self.expect]
+
+    @property
+    def summary(self) -> str:
+        """The first line of the description."""
+        return self.description.strip().splitlines()[0].strip()
 
     @property
     def source(self) -> Path | None:

@@ -78,8 +78,8 @@ def test_run_failing_scenario_exits_1_and_shows_expected_vs_observed(
     assert main(["scenario", "run", str(path), "clean-accept"]) == 1
     out = capsys.readouterr().out
     assert "wrong-count" in out and "FAIL" in out
-    row = next(line for line in out.splitlines() if line.strip().startswith("FAIL  failed"))
-    assert row.split()[2:4] == ["1", "0"]  # expected 1, observed 0
+    row = next(line for line in out.splitlines() if line.strip().startswith("FAIL  required"))
+    assert row.split()[2:5] == ["failed", "1", "0"]  # expected 1, observed 0
     assert "1 of 2 scenario(s) passed" in out
 
 
@@ -115,7 +115,10 @@ def test_json_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     wrong = payload["scenarios"][1]
     assert wrong["name"] == "wrong-count" and wrong["ok"] is False
     failed = [e for e in wrong["expectations"] if e["ok"] is False]
-    assert failed == [{"name": "failed", "expected": "1", "observed": "0", "ok": False}]
+    assert [(e["name"], e["expected"], e["observed"], e["level"]) for e in failed] == [
+        ("failed", "1", "0", "required")
+    ]
+    assert (wrong["verdict"], payload["verdict"]) == ("non-conformant", "non-conformant")
 
 
 def test_junit_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,7 +3,9 @@
 The others need what storescu does not do: re-associate after an abort, a drop, garbage
 on the wire or its own timeout, decode JPEG 2000 / JPEG for an uncompressed-only PACS,
 open parallel associations, or announce a 128 KiB PDU by default. Two of them are run to
-show the judgement is not vacuous: DCMTK must fail them, for the reason stated.
+show the judgement is not vacuous: DCMTK must fail them, for the reason stated. Three
+more are passed at the required level but not robustly: with -nh storescu goes on after a
+refused store yet exits 0 (the matrix in test_conformance_matrix.py covers the rest).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import shlex
 import pytest
 
 import scenarios
+from scenarios import Verdict
 from tests.support.tools import dcmtk_tool
 
 pytestmark = pytest.mark.interop
@@ -22,15 +25,18 @@ DCMTK_PASSES = [
     "called-ae-not-recognised",
     "calling-ae-not-recognised",
     "clean-accept",
-    "duplicate-instances",
     "implicit-vr-only",
     "large-study",
-    "out-of-resources-mid-study",
     "refuses-compressed-never-transcode",
     "slow-network",
     "small-max-pdu",
-    "sop-class-refused",
     "warnings-on-some-stores",
+]
+# Files are refused (0x0111, 0xA700, no context for SC), storescu -nh goes on and exits 0.
+DCMTK_EXITS_0_AFTER_REFUSALS = [
+    "duplicate-instances",
+    "out-of-resources-mid-study",
+    "sop-class-refused",
 ]
 
 
@@ -48,6 +54,14 @@ def test_dcmtk_storescu_passes(name: str) -> None:
     report = scenarios.run(name, scu_command=storescu_command(), timeout=60)
     report.raise_for_failure()
     assert {e.name: e.ok for e in report.expectations}["sender connected"] is True
+
+
+@pytest.mark.parametrize("name", DCMTK_EXITS_0_AFTER_REFUSALS)
+def test_dcmtk_storescu_hides_refusals_in_its_exit_status(name: str) -> None:
+    report = scenarios.run(name, scu_command=storescu_command(), timeout=60)
+    assert report.verdict is Verdict.NOT_ROBUST, report.describe()
+    assert [(e.level, e.name) for e in report.failures] == [("recommended", "sender.exit")]
+    assert report.exit_status == 0
 
 
 def test_dcmtk_storescu_does_not_resume_after_an_abort() -> None:

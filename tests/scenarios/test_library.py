@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 import scenarios
+from scenarios.citations import SECTION_TITLES
+from scenarios.command import needed_settings
 
 
 @pytest.mark.parametrize("scenario_file", scenarios.pytest_params())
@@ -31,9 +33,27 @@ def test_library_is_complete_and_well_formed() -> None:
         assert entry.path.stem == sc.name
         assert entry.summary.endswith(".") and len(entry.summary) <= 80, entry.summary
         assert len(sc.description.split()) >= 20, f"{sc.name}: describe the real-world situation"
-        # Judgeable for an external SCU too: every scenario states journal facts.
-        assert sc.expect.scp is not None and not sc.expect.scp.is_empty(), sc.name
-        assert sc.expect.total is not None, sc.name
+        groups = sc.groups
+        assert any(g.total is not None for g in groups), sc.name
+        levels = {g.level for g in groups}
+        assert levels == {"required", "recommended"}, f"{sc.name}: both levels are stated"
+        for g in groups:
+            if g.level == "required":
+                # The standard, cited: every section the library cites is one whose title
+                # the reports can show (a section outside that table is a typo or new).
+                assert g.cite, f"{sc.name}: a required group cites the standard"
+                assert set(g.cite) <= set(SECTION_TITLES), (sc.name, g.cite)
+            else:
+                assert g.why and not g.cite, f"{sc.name}: a recommended group says why"
+        # Judgeable for any external SCU: a required journal fact that needs no setting
+        # the command line might not carry.
+        assert any(
+            g.level == "required"
+            and g.scp is not None
+            and g.scp.violations == "none"
+            and (g.needs == [] or not needed_settings(sc))
+            for g in groups
+        ), sc.name
 
 
 def test_pytest_params_ids_and_empty_folder(tmp_path: Path) -> None:

@@ -118,7 +118,7 @@ def test_unknown_pydicom_test_file(tmp_path: Path) -> None:
             "scp.rules[0]",
             "found accept, abort",
         ),
-        ("scp:\n  rules:\n    - {nth: 1, fail: 0}\n", "scp.rules[0]", "failure status"),
+        ("scp:\n  rules:\n    - {nth: 1, fail: 0}\n", "scp.rules[0].fail", "failure status"),
         (
             "scp:\n  sop_classes: [NoSuchStorage]\n",
             "scp.sop_classes[0]",

@@ -1,4 +1,5 @@
-"""Where the external programs are: DCMTK's tools, Orthanc, gdcmscu, Node.js.
+"""Where the external programs are: DCMTK's tools, Orthanc, gdcmscu, Node.js and npm,
+Chromium.
 
 Shared by the test suites (which fail when a program is missing) and the benchmark
 runner (which reports it). pynetdicom installs console scripts named ``storescu``,
@@ -19,8 +20,11 @@ from pathlib import Path
 __all__ = [
     "DCMTK_DIRS",
     "dcmtk_env",
+    "find_chromium",
     "find_dcmtk",
     "find_gdcmscu",
+    "find_node",
+    "find_npm",
     "find_orthanc",
     "free_port",
 ]
@@ -65,6 +69,33 @@ def find_gdcmscu() -> str | None:
         if path and os.access(path, os.X_OK):
             return path
     return None
+
+
+def _first_executable(*candidates: str | None) -> str | None:
+    for path in candidates:
+        if path and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+@cache
+def find_node() -> str | None:
+    """Absolute path of Node.js (Debian's ``nodejs`` package installs ``/usr/bin/node``)."""
+    return _first_executable("/usr/bin/node", shutil.which("node"), shutil.which("nodejs"))
+
+
+@cache
+def find_npm() -> str | None:
+    """Absolute path of npm, or ``None``."""
+    return _first_executable("/usr/bin/npm", shutil.which("npm"))
+
+
+@cache
+def find_chromium() -> str | None:
+    """Absolute path of Chromium (Debian's ``chromium`` package), or ``None``."""
+    return _first_executable(
+        "/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")
+    )
 
 
 def free_port(host: str = "127.0.0.1") -> int:

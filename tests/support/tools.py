@@ -9,13 +9,25 @@ import pytest
 from tests.support.programs import (
     DCMTK_DIRS,
     dcmtk_env,
+    find_chromium,
     find_dcmtk,
     find_gdcmscu,
+    find_node,
+    find_npm,
     find_orthanc,
     free_port,
 )
 
-__all__ = ["dcmtk_env", "dcmtk_tool", "free_port", "gdcmscu_binary", "orthanc_binary"]
+__all__ = [
+    "chromium_binary",
+    "dcmtk_env",
+    "dcmtk_tool",
+    "free_port",
+    "gdcmscu_binary",
+    "node_binary",
+    "npm_binary",
+    "orthanc_binary",
+]
 
 
 def dcmtk_tool(name: str) -> str:
@@ -51,3 +63,24 @@ def gdcmscu_binary() -> str:
             pytrace=False,
         )
     return path
+
+
+def _required(path: str | None, what: str, package: str) -> str:
+    if path is None:
+        pytest.fail(f"{what} not found; install Debian's {package!r} package", pytrace=False)
+    return path
+
+
+def node_binary() -> str:
+    """Absolute path of Node.js; fails the test if absent."""
+    return _required(find_node(), "Node.js (node)", "nodejs")
+
+
+def npm_binary() -> str:
+    """Absolute path of npm; fails the test if absent."""
+    return _required(find_npm(), "npm", "npm")
+
+
+def chromium_binary() -> str:
+    """Absolute path of Chromium; fails the test if absent."""
+    return _required(find_chromium(), "Chromium", "chromium")
