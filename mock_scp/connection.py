@@ -473,7 +473,8 @@ class Connection:
                     source_ae_title=request.calling_ae_title,
                 )
             )
-        self.store = _Store(request, plan, self.port.payloads.open(), file, time.time())
+        arrived = event.arrived_at or time.time()
+        self.store = _Store(request, plan, self.port.payloads.open(), file, arrived)
         early = plan.decision.action if plan.decision is not None else None
         return StorePlan(
             abort_during_dataset=early is not None and early.name == "abort",

@@ -54,6 +54,7 @@ class ViolationKind:
     WRONG_TRANSFER_SYNTAX = "wrong-transfer-syntax"
     PDU_TOO_LARGE = "pdu-too-large"
     DUPLICATE_MESSAGE_ID = "duplicate-message-id"
+    OPERATIONS_WINDOW = "operations-window"
     DROPPED_CONNECTION = "dropped-connection"
     UNKNOWN_CONTEXT = "unknown-context"
     CONTEXT_MISMATCH = "context-mismatch"

@@ -21,6 +21,7 @@ gives up).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -93,6 +94,9 @@ class StoreRequested:
     #: The syntax its context was accepted in ("" when the context was not accepted).
     transfer_syntax: str
     abstract_syntax: str
+    #: When its bytes arrived (the machine's clock): earlier than when it is processed
+    #: if it came while the mock was still answering an earlier request.
+    arrived_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -213,8 +217,10 @@ class ConnectionMachine:
         max_associate_pdu: int = 128 * 1024,
         max_command: int = 64 * 1024,
         max_dataset: int | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.state = ConnState.AWAITING_REQUEST
+        self._clock = clock
         self.strict = strict
         self._plan_store = plan_store
         self._plan = StorePlan()
@@ -228,8 +234,10 @@ class ConnectionMachine:
             )
         )
         self._outbox: list[bytes] = []
-        self._deferred: list[StreamEvent] = []
+        # What the SCU sent while the mock was answering, with when it arrived.
+        self._deferred: list[tuple[StreamEvent, float]] = []
         self._deferred_size = 0
+        self._arrived_at = 0.0  # when the event being processed arrived
         self.closing: Close | None = None
         self.request: AssociateRQ | None = None
         #: context ID -> (abstract syntax, accepted transfer syntax)
@@ -385,22 +393,31 @@ class ConnectionMachine:
         """After an answer: what the SCU sent meanwhile, now processed."""
         events, self._deferred, self._deferred_size = self._deferred, [], 0
         out: list[Output] = []
-        for event in events:
-            self._on_event(event, out)
+        for i, (event, arrived_at) in enumerate(events):
             if self.ended:
                 break
+            if self.state in DEFERRABLE_STATES and not self._ends_the_wait(event):
+                # A later request completed in the meantime: what follows it waits for
+                # that one's answer, in order.
+                for rest, when in events[i:]:
+                    self._defer(rest, when)
+                break
+            self._arrived_at = arrived_at
+            self._on_event(event, out)
         return out
 
     # -- the SCU's bytes
 
     def receive(self, data: bytes | bytearray | memoryview) -> list[Output]:
         out: list[Output] = []
+        now = self._clock()
         for event in self._decoder.feed(data):
             if self.ended:
                 break
             if self.state in DEFERRABLE_STATES and not self._ends_the_wait(event):
-                self._defer(event)
+                self._defer(event, now)
                 continue
+            self._arrived_at = now
             self._on_event(event, out)
         return out
 
@@ -414,24 +431,31 @@ class ConnectionMachine:
             out.append(StoreInterrupted(f"TCP connection {how} by the SCU"))
             self._current = None
         if state is not ConnState.AWAITING_REQUEST:
-            out.append(
-                Violation(
-                    "dropped-connection", f"TCP connection {how} without A-RELEASE or A-ABORT"
-                )
+            released = any(
+                isinstance(event, ControlPdu) and event.pdu_type is PduType.RELEASE_RQ
+                for event, _ in self._deferred
             )
+            detail = (
+                f"TCP connection {how} after an A-RELEASE-RQ sent while a request was "
+                "outstanding, without waiting for the A-RELEASE-RP or sending an A-ABORT"
+                if released
+                else f"TCP connection {how} without A-RELEASE or A-ABORT"
+            )
+            out.append(Violation("dropped-connection", detail))
         out.append(PeerClosed(how))
         return out
 
     def _ends_the_wait(self, event: StreamEvent) -> bool:
         return isinstance(event, ControlPdu) and event.pdu_type is PduType.ABORT
 
-    def _defer(self, event: StreamEvent) -> None:
+    def _defer(self, event: StreamEvent, arrived_at: float) -> None:
         if isinstance(event, DatasetChunk):  # its view dies with the caller's buffer
-            event = DatasetChunk(event.context_id, memoryview(bytes(event.data)))
+            if not isinstance(event.data.obj, bytes):
+                event = DatasetChunk(event.context_id, memoryview(bytes(event.data)))
             self._deferred_size += len(event.data)
         else:
             self._deferred_size += 64
-        self._deferred.append(event)
+        self._deferred.append((event, arrived_at))
 
     def _on_event(self, event: StreamEvent, out: list[Output]) -> None:
         if isinstance(event, DatasetChunk):
@@ -522,6 +546,18 @@ class ConnectionMachine:
             out.append(Violation("protocol", f"{command.name} before the association"))
             self._abort(Trigger.UNEXPECTED, f"{command.name} before the association", 2, out)
             return
+        if self._outstanding_id is not None:
+            # Without an Asynchronous Operations Window (the mock never grants one) an
+            # association carries one operation at a time (PS3.7 D.3.3.3).
+            out.append(
+                Violation(
+                    "operations-window",
+                    f"{command.name} (message ID {message_id}) sent while message ID "
+                    f"{self._outstanding_id} was still outstanding, without a negotiated "
+                    "Asynchronous Operations Window",
+                    message_id,
+                )
+            )
         if message_id is not None and message_id == self._outstanding_id:
             out.append(
                 Violation(
@@ -575,7 +611,7 @@ class ConnectionMachine:
                     message_id,
                 )
             )
-        requested = StoreRequested(context_id, command, syntax, abstract)
+        requested = StoreRequested(context_id, command, syntax, abstract, self._arrived_at)
         self._plan = self._plan_store(requested) if self._plan_store else StorePlan()
         out.append(requested)
         if not command.has_dataset:

@@ -54,6 +54,13 @@ _DCMTK_EXTRA_STORAGE = (
     "1.2.840.10008.5.1.4.1.1.501.6",  # DICOS Quadrupole Resonance (QR) Storage
     "1.2.840.10008.5.1.4.1.1.601.1",  # Eddy Current Image Storage
     "1.2.840.10008.5.1.4.1.1.601.2",  # Eddy Current Multi-frame Image Storage
+    # Retired trial classes in DCMTK's all-storage table (and not in pynetdicom's).
+    "1.2.840.10008.5.1.4.1.1.9.1",  # Waveform Storage - Trial
+    "1.2.840.10008.5.1.4.1.1.88.1",  # Text SR Storage - Trial
+    "1.2.840.10008.5.1.4.1.1.88.2",  # Audio SR Storage - Trial
+    "1.2.840.10008.5.1.4.1.1.88.3",  # Detail SR Storage - Trial
+    "1.2.840.10008.5.1.4.1.1.88.4",  # Comprehensive SR Storage - Trial
+    "1.2.840.10008.5.1.4.34.1",  # RT Beams Delivery Instruction Storage - Trial
 )
 
 #: Accepted by default: every storage SOP class pynetdicom knows (retired ones

@@ -117,7 +117,7 @@ def _fold(stores: Sequence[dict[str, Any]]) -> list[dict[str, Any] | int]:
 
 def _end_rows(assoc: dict[str, Any], stores: Sequence[dict[str, Any]]) -> list[_Row]:
     ended, detail, at = assoc["ended"], assoc["end_detail"] or "", assoc["ended_at"]
-    by_sender = "SCU" in detail
+    by_sender = assoc.get("ended_by") == "scu"
     if ended == "released":
         return [
             _Row(at, True, "A-RELEASE-RQ", _COLORS["neutral"]),

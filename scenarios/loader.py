@@ -417,9 +417,7 @@ def build_mock_scp(
     ``overrides`` are any other ``MockScp`` keyword arguments.
     """
     sc = path_or_scenario if isinstance(path_or_scenario, Scenario) else load(path_or_scenario)
-    scp = _new_mock(
-        sc, host=host, port=port, ae_title=ae_title, store_dir=store_dir, **overrides
-    )
+    scp = _new_mock(sc, host=host, port=port, ae_title=ae_title, store_dir=store_dir, **overrides)
     for rule in sc.scp.rules:
         _apply_rule(scp, rule)
     for rej in sc.scp.reject_associations:

@@ -73,6 +73,7 @@ def _association(a: Any) -> dict[str, Any]:
         "ended_at": None if a.ended_at is None else round(a.ended_at, 6),
         "ended": a.ended or "open",
         "end_detail": a.end_detail,
+        "ended_by": a.ended_by,
         "rejection": rejection,
     }
 

@@ -3,10 +3,9 @@ and transfer syntax pydicom knows is proposed to both, one presentation context 
 (SOP class, transfer syntax) pair, and every pair storescp accepts the mock accepts too.
 ``sop_classes=`` narrows the mock to the classes it names.
 
-One gap remains and is pinned below: six retired trial storage classes that DCMTK's
-all-storage table lists and pynetdicom's does not (the mock's default comes from
-pynetdicom's, plus the DICOS and eddy-current classes). ``test_known_gap`` turns into a
-failure (strict xfail) the day the mock accepts them, so that the pin goes too.
+The mock's default list is pynetdicom's storage classes plus those DCMTK's all-storage
+table adds (DICOS, eddy current and six retired trial classes); the comparison below
+fails the day either side's list moves.
 
 The A-ASSOCIATE-RQs are built with the shared PDU codec (``scu.protocol.pdu``) on a
 plain socket, 128 contexts per association (the most the context IDs allow).
@@ -44,16 +43,6 @@ STORAGE_CLASSES = sorted(
     if kind == "SOP Class" and "Storage" in name
 )  # fmt: skip
 SYNTAXES = sorted(str(uid) for uid in AllTransferSyntaxes)
-
-#: Retired trial storage classes storescp +xa accepts and the mock's default does not.
-KNOWN_GAP = {
-    "1.2.840.10008.5.1.4.1.1.9.1",  # Waveform Storage - Trial
-    "1.2.840.10008.5.1.4.1.1.88.1",  # Text SR Storage - Trial
-    "1.2.840.10008.5.1.4.1.1.88.2",  # Audio SR Storage - Trial
-    "1.2.840.10008.5.1.4.1.1.88.3",  # Detail SR Storage - Trial
-    "1.2.840.10008.5.1.4.1.1.88.4",  # Comprehensive SR Storage - Trial
-    "1.2.840.10008.5.1.4.34.1",  # RT Beams Delivery Instruction Storage - Trial
-}
 
 
 def _read_pdu(sock: socket.socket) -> tuple[int, bytes]:
@@ -120,15 +109,8 @@ def test_the_mock_accepts_everything_storescp_accepts(both: tuple[set[Pair], set
     syntaxes = {syntax for _, syntax in by_storescp}
     assert len(classes) > 150 and len(syntaxes) > 15, (len(classes), len(syntaxes))
     assert "1.2.840.10008.5.1.4.1.1.6" in classes  # Ultrasound Image Storage (Retired)
-    missing = sorted(p for p in by_storescp - by_mock if p[0] not in KNOWN_GAP)
+    missing = sorted(p for p in by_storescp - by_mock)
     assert missing == [], f"{len(missing)} pairs storescp +xa accepts and the mock refuses"
-
-
-@pytest.mark.xfail(strict=True, reason="the mock's default lacks six retired trial classes")
-def test_known_gap(both: tuple[set[Pair], set[Pair]]) -> None:
-    by_storescp, by_mock = both
-    gap = {sop for sop, _ in by_storescp - by_mock}
-    assert gap == set(), gap
 
 
 def test_sop_classes_narrows_the_mock() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from pynetdicom import AE, build_context
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification
 
 from mock_scp import AssociationRecord, MockScp, MockScpError, ReceivedStore, StoreRequest
+from scu.protocol import pdu
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 
@@ -472,7 +474,35 @@ def test_duplicate_outstanding_message_id(scp: MockScp, raw: Callable[[int], Any
     c.store(1, CT, "1.2.3.2", h.explicit_dataset("1.2.3.2"), msg_id=5)
     assert [c.read_status(), c.read_status()] == [0, 0]
     c.release()
-    assert [v.kind for v in scp.violations] == ["duplicate-message-id"]
+    assert [v.kind for v in scp.violations] == ["operations-window", "duplicate-message-id"]
+
+
+def test_requests_sent_ahead_are_answered_in_order_and_flagged(
+    scp: MockScp, raw: Callable[[int], Any], h: Any
+) -> None:
+    """An SCU that does not wait for its responses (as DCMTK storescu does once its DIMSE
+    timeout passes) breaks the default operations window of one; each request is still
+    answered, in order, and the time each reached the mock is journalled."""
+    scp.on_store(nth=1).stall(0.4)
+    scp.on_store(nth=2).fail("0xA700")
+    c = raw(scp.port)
+    c.associate()
+    for i in (1, 2, 3):
+        c.store(1, CT, f"1.2.3.{i}", h.explicit_dataset(f"1.2.3.{i}"), msg_id=i)
+    assert [c.read_status(), c.read_status(), c.read_status()] == [0, 0xA700, 0]
+    assert c.release()[0] == 6
+    assert scp.wait_idle(5)
+    windows = [v for v in scp.violations if v.kind == "operations-window"]
+    assert [v.message_id for v in windows] == [2, 3]
+    assert "message ID 1 was still outstanding" in windows[0].detail
+    assert [v.kind for v in scp.violations] == ["operations-window"] * 2
+    first, second, third = scp.received
+    assert [s.sop_instance_uid for s in scp.received] == ["1.2.3.1", "1.2.3.2", "1.2.3.3"]
+    # The later requests arrived during the stall, not when the mock came to them.
+    assert first.answered_at is not None
+    assert second.requested_at is not None and third.requested_at is not None
+    assert second.requested_at < first.answered_at
+    assert third.requested_at < first.answered_at
 
 
 def test_sequential_reuse_of_a_message_id_is_legal(scp: MockScp, h: Any) -> None:
@@ -828,3 +858,23 @@ def test_nul_padded_uids_in_a_request_are_tolerated_and_recorded(scp: MockScp) -
     assert any("padded with a NUL" in n and "transfer syntax" in n for n in notes), notes
     assert any("Implementation Class UID" in n for n in notes), notes
     assert any("application context" in n for n in notes), notes
+
+
+def test_release_then_close_during_a_stall_is_named_as_such(
+    scp: MockScp, raw: Callable[[int], Any], h: Any
+) -> None:
+    """Orthanc as an SCU, at its DIMSE timeout, sends an A-RELEASE-RQ while the store is
+    outstanding and closes the connection before the A-RELEASE-RP can come."""
+    scp.on_store(nth=1).stall(2)
+    c = raw(scp.port)
+    c.associate()
+    c.store(1, CT, "1.2.3.1", h.explicit_dataset("1.2.3.1"))
+    c.sock.sendall(pdu.encode_release_rq())
+    time.sleep(0.2)
+    c.close()
+    assert scp.wait_idle(5)
+    (violation,) = scp.violations
+    assert violation.kind == "dropped-connection"
+    assert "after an A-RELEASE-RQ sent while a request was outstanding" in violation.detail
+    assert scp.associations[0].ended == "dropped"
+    assert [r.action for r in scp.received] == ["interrupted"]
