@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from scu.result import FileOutcome
@@ -70,10 +70,14 @@ class JournalSummary:
     """What a journal holds, per destination."""
 
     path: str
+    #: destination -> {"acknowledged": n, "failed": n}
     destinations: dict[str, dict[str, int]]
     failed: list[tuple[str, str, str]]  # destination, name, error
     transfers: int
     last_update: float | None
+    #: The runs, oldest first: destination, started_at, ended_at (None: never ended,
+    #: e.g. killed), interrupted, and the counts it ended with.
+    runs: list[dict[str, object]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -82,6 +86,7 @@ class JournalSummary:
             "failed": [{"destination": d, "file": n, "error": e} for d, n, e in self.failed],
             "transfers": self.transfers,
             "last_update": self.last_update,
+            "runs": self.runs,
         }
 
 
@@ -178,6 +183,18 @@ class TransferJournal:
                     "SELECT destination, name, error FROM outcomes WHERE ok = 0 ORDER BY name"
                 )
             ]
-            (transfers,) = self._db.execute("SELECT COUNT(*) FROM transfers").fetchone()
+            runs: list[dict[str, object]] = [
+                {
+                    "destination": destination,
+                    "started_at": started,
+                    "ended_at": ended,
+                    "interrupted": None if interrupted is None else bool(interrupted),
+                    "counts": json.loads(summary) if summary else None,
+                }
+                for destination, started, ended, interrupted, summary in self._db.execute(
+                    "SELECT destination, started_at, ended_at, interrupted, summary "
+                    "FROM transfers ORDER BY id"
+                )
+            ]
             (last,) = self._db.execute("SELECT MAX(updated_at) FROM outcomes").fetchone()
-        return JournalSummary(str(self.path), per, failed, transfers, last)
+        return JournalSummary(str(self.path), per, failed, len(runs), last, runs)

@@ -320,11 +320,14 @@ class Transfer:
             time.monotonic() - self.started_at, interrupted, list(self.already_sent),
         )  # fmt: skip
         if self.journal is not None:
-            self.journal.end(
-                interrupted=interrupted,
-                summary={"successful": self.successful, "failed": self.failed,
-                         "total": self.total, "already_sent": len(self.already_sent)},
-            )  # fmt: skip
+            try:
+                self.journal.end(
+                    interrupted=interrupted,
+                    summary={"successful": self.successful, "failed": self.failed,
+                             "total": self.total, "already_sent": len(self.already_sent)},
+                )  # fmt: skip
+            finally:
+                self.journal.close()
         if self.cancelled:
             cancelled = asyncio.CancelledError("send_async was cancelled")
             cancelled.result = result  # type: ignore[attr-defined]
