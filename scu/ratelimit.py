@@ -1,5 +1,9 @@
-"""A token bucket shared by the workers of a transfer: at most so many files and so many
-bytes per second, across all associations (``max_rate``, ``max_bandwidth``)."""
+"""Token buckets shared by the workers of a transfer: at most so many files and so many
+bytes per second, across all associations (``max_rate``, ``max_bandwidth``).
+
+Files are paced evenly (a bucket of one file: ``max_rate=20`` sends one every 50 ms, no
+burst); bytes may burst up to one second's worth, and a file larger than that goes when
+the bucket is full and leaves a debt the next ones pay."""
 
 from __future__ import annotations
 
@@ -11,9 +15,9 @@ __all__ = ["RateLimiter"]
 
 
 class _Bucket:
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, capacity: float) -> None:
         self.rate = rate
-        self.capacity = max(rate, 1.0)  # one second's worth (a whole file at least)
+        self.capacity = capacity
         self.tokens = self.capacity
         self.stamp = time.monotonic()
 
@@ -33,8 +37,12 @@ class RateLimiter:
 
     def __init__(self, files_per_second: float | None, bytes_per_second: float | None) -> None:
         self._lock = threading.Lock()
-        self._files = None if files_per_second is None else _Bucket(files_per_second)
-        self._bytes = None if bytes_per_second is None else _Bucket(bytes_per_second)
+        self._files = None if files_per_second is None else _Bucket(files_per_second, 1.0)
+        self._bytes = (
+            None
+            if bytes_per_second is None
+            else _Bucket(bytes_per_second, max(bytes_per_second, 1.0))
+        )
 
     @property
     def active(self) -> bool:

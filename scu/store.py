@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import math
 import os
 import ssl
 import stat
@@ -29,7 +30,7 @@ from scu.protocol.pdu import UserIdentity
 from scu.ratelimit import RateLimiter
 from scu.result import PreflightItem, TransferResult
 from scu.source import Entry, file_kind, sniff
-from scu.transfer import Callback, Callbacks, Transfer
+from scu.transfer import Callback, Callbacks, Transfer, sigint_sets
 from scu.worker import RetryPolicy
 
 __all__ = ["UNSET", "Skipped", "StoreScu", "build_endpoint", "resolve_called_ae_title"]
@@ -159,13 +160,22 @@ class StoreScu:
         self.policy = SyntaxPolicy.from_options(transfer_syntax, never_transcode)
         if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
             raise ValueError(f"retries must be an integer 0..100, got {retries!r}")
-        backoff = validate_timeout(retry_backoff, parameter="retry_backoff")
-        if backoff is None:
-            raise ValueError("retry_backoff must be a positive number of seconds, got None")
-        self.retry = RetryPolicy(retries, backoff)
+        if (
+            isinstance(retry_backoff, bool)
+            or not isinstance(retry_backoff, int | float)
+            or not 0 <= retry_backoff <= 3600
+        ):
+            raise ValueError(
+                f"retry_backoff must be a number of seconds 0..3600 (0: retry at once), "
+                f"got {retry_backoff!r}"
+            )
+        self.retry = RetryPolicy(retries, float(retry_backoff))
         for name, rate in (("max_rate", max_rate), ("max_bandwidth", max_bandwidth)):
             if rate is not None and (
-                isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0
+                isinstance(rate, bool)
+                or not isinstance(rate, int | float)
+                or not math.isfinite(rate)
+                or not rate > 0
             ):
                 raise ValueError(
                     f"{name} must be a positive number per second or None, got {rate!r}"
@@ -346,15 +356,20 @@ class StoreScu:
         failed), :class:`CallbackError` after the transfer if a callback raised, and
         :class:`Interrupted` (a ``KeyboardInterrupt``) after accounting for every entry
         when interrupted (Ctrl-C): the store in flight gets a moment to be answered.
+        On the main thread, under Python's default SIGINT handler, Ctrl-C is turned
+        into a request the workers honour where it is safe (never between a response
+        and its accounting); a second Ctrl-C ends the wait for the store in flight, a
+        third raises at once.
         """
         transfer = self._transfer(Callbacks(
             on_transfer_started, on_file_sending, on_file_sent, on_file_error, on_transfer_completed
         ), journal, resume)  # fmt: skip
-        transfer.prepare()
-        if self.concurrency == 1:
-            transfer.run_inline()
-        else:
-            transfer.run_threads()
+        with sigint_sets(transfer.interruption):
+            transfer.prepare()
+            if self.concurrency == 1:
+                transfer.run_inline()
+            else:
+                transfer.run_threads()
         return transfer.finish()
 
     async def send_async(

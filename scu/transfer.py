@@ -23,10 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any, TypeVar
 
 from scu.association import Endpoint, Interruption
@@ -132,10 +135,13 @@ class Transfer:
         headers: list[Header | EntryError] = []
         try:
             for entry in self.entries:
+                if self.interruption.interrupted:
+                    break
                 headers.append(safe_header(entry))
         except KeyboardInterrupt:
             self.interruption.interrupt()
             headers += [EntryError(INTERRUPTED)] * (len(self.entries) - len(headers))
+        headers += [EntryError(INTERRUPTED)] * (len(self.entries) - len(headers))
         self.headers = headers
         self.plans, self.plan_of = plan(self.headers, self.policy)
         if self.journal is not None:
@@ -353,3 +359,34 @@ class Transfer:
 def _join_all(threads: Iterable[threading.Thread]) -> None:
     for thread in threads:
         thread.join()
+
+
+@contextmanager
+def sigint_sets(interruption: Interruption) -> Iterator[None]:
+    """While ``send()`` runs on the main thread under Python's default SIGINT handler,
+    Ctrl-C sets ``interruption`` instead of raising KeyboardInterrupt wherever the main
+    thread happens to be (in the middle of decoding a PDU, of writing one, or between a
+    response and its accounting, where an acknowledged file would be lost): the workers
+    look at it where it is safe. The first Ctrl-C gives the store in flight
+    :attr:`Interruption.GRACE` seconds, the second ends that wait, the third raises
+    KeyboardInterrupt as usual. A handler the application installed is left alone."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    presses = 0
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal presses
+        presses += 1
+        if presses >= 3:
+            raise KeyboardInterrupt
+        interruption.interrupt()
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from scu import FileError, FileSending, FileSent, TransferCompleted, TransferStarted
+from scu.worker import INTERRUPTED
 
 __all__ = ["ProgressBar", "format_duration", "format_rate"]
 
@@ -55,6 +56,8 @@ class ProgressBar:
         self.total = 0
         self.successful = 0
         self.failed = 0
+        #: Entries accounted without being tried (an interruption): not in the rates.
+        self.not_sent = 0
         self.bytes_sent = 0
         self.current = ""
         self.started_at: float | None = None
@@ -77,11 +80,14 @@ class ProgressBar:
         self._draw()
 
     def error(self, event: FileError) -> None:
-        self.failed += 1
+        if event.error == INTERRUPTED:
+            self.not_sent += 1
+        else:
+            self.failed += 1
         self._draw()
 
     def completed(self, event: TransferCompleted) -> None:
-        self.successful, self.failed = event.successful, event.failed
+        self.successful, self.failed = event.successful, event.failed - self.not_sent
         self.current = ""
         self._draw(force=True)
         self.finish()
@@ -99,6 +105,8 @@ class ProgressBar:
         left out, the file name first, then the rates and times."""
         done = self.successful + self.failed
         counts = f" {done}/{self.total} ok {self.successful} failed {self.failed}"
+        if self.not_sent:
+            counts += f" not sent {self.not_sent}"
         extras = self._figures(done, self.clock() if now is None else now)
         tail = f"  {self.current}" if self.current else ""
         for optional in (extras + tail, extras, ""):
@@ -120,7 +128,7 @@ class ProgressBar:
                 f"  {per_second:.1f} files/s {format_rate(self.bytes_sent / elapsed)}"
                 f"  {format_duration(elapsed)}"
             )
-            left = self.total - done
+            left = self.total - done - self.not_sent
             if left > 0:
                 text += f" ETA {format_duration(left / per_second)}"
         return text

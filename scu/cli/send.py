@@ -113,10 +113,16 @@ def register_send(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
 
 @contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM ends a send as Ctrl-C does (the main thread only can set handlers)."""
+    """SIGTERM ends a send as Ctrl-C does: it calls whatever handles SIGINT at that
+    moment (``send()`` installs one that asks the workers to stop where it is safe).
+    Only the main thread can set handlers."""
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
     try:
         previous = signal.signal(signal.SIGTERM, interrupt)
