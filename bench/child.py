@@ -174,7 +174,10 @@ def cmd_pynetdicom(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from mock_scp import MockScp
 
-    with MockScp(ae_title=args.ae_title, max_pdu_length=args.pdu, max_associations=16) as scp:
+    options: dict[str, Any] = {}
+    if not args.as_user:
+        options = {"max_pdu_length": args.pdu, "max_associations": 16}
+    with MockScp(args.ae_title, **options) as scp:
         addr = str(scp.addr)
         _emit({"port": int(addr.rsplit(":", 1)[1]), "addr": addr})
         cpu0 = _cpu()
@@ -182,8 +185,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         received = len(scp.received)
         violations = [str(v) for v in getattr(scp, "violations", [])]
         associations = len(getattr(scp, "associations", []))
+    import mock_scp
+
     _emit(
         {
+            "mock_file": mock_scp.__file__,
             "received": received,
             "associations": associations,
             "violations": violations[:5],
@@ -235,6 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve")
     serve.add_argument("--ae-title", default="MOCK-SCP")
     serve.add_argument("--pdu", type=int, default=16384)
+    serve.add_argument(
+        "--as-user",
+        action="store_true",
+        help='MockScp("PACS") with every default, as the README shows',
+    )
     serve.set_defaults(func=cmd_serve)
     queue = sub.add_parser("queue")
     queue.add_argument("--dir", action="append", default=[])

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import checks, corpus, procs
+from bench import checks, compare, corpus, procs
 from bench.runs import CHECKS, MB, REFERENCE, RUNS, RunResult, fill_ratios, measure
 
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "out"
@@ -70,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=300, help="seconds per send before giving up")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.add_argument(
+        "--compare",
+        metavar="A[,B]",
+        default=None,
+        help="measure two versions of the code side by side in this invocation: git "
+        "revisions or 'worktree' (A alone: A against the worktree); the runs only, "
+        "no checks",
+    )
     return p
 
 
@@ -131,21 +139,26 @@ def render(report: dict[str, Any]) -> str:
     for name, c in report["corpora"].items():
         lines.append(f"  {name}: {c['files']} files, {c['bytes'] / MB:.1f} MB, {c['description']}")
     lines.append("")
+
+    def name(r: dict[str, Any]) -> str:
+        return f"{r['run']}@{r['version']}" if r.get("version") else str(r["run"])
+
+    width = max([11, *(len(name(r)) for r in report["runs"])])
     head = (
-        f"{'run':<11} {'sender -> receiver':<43} {'corpus':<12} {'files/s':>9} {'MB/s':>8} "
-        f"{'ratio':>7} {'RSS MiB':>8} {'CPU s':>7}"
+        f"{'run':<{width}} {'sender -> receiver':<43} {'corpus':<12} {'files/s':>9} "
+        f"{'MB/s':>8} {'ratio':>7} {'RSS MiB':>8} {'CPU s':>7}"
     )
     lines += [head, "-" * len(head)] if report["runs"] else []
     for r in report["runs"]:
         row = (
-            f"{r['run']:<11} {r['label']:<43} {r['corpus']:<12} "
+            f"{name(r):<{width}} {r['label']:<43} {r['corpus']:<12} "
             f"{_fmt(r['files_per_second'], '9.1f')} {_fmt(r['mb_per_second'], '8.1f')} "
             f"{_fmt(r['ratio'], '6.3f', 'x'):>7} {_fmt(r['peak_rss_mib'], '8.1f')} "
             f"{_fmt(r['cpu_seconds'], '7.2f')}"
         )
         lines.append(row)
         if r["error"]:
-            lines.append(f"{'':<11} ! {r['error']}")
+            lines.append(f"{'':<{width}} ! {r['error']}")
     if report["checks"]:
         lines += ["", "checks (issue 6 targets in brackets):"]
     for c in report["checks"]:
@@ -215,7 +228,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     repeat = args.repeat if args.repeat is not None else (1 if args.smoke else 5)
     if repeat < 1:
         build_parser().error("--repeat must be at least 1")
+    versions: list[compare.Version] = []
+    if args.compare is not None:
+        try:
+            versions = [
+                compare.materialise(n, args.workdir.resolve()) for n in compare.parse(args.compare)
+            ]
+        except (ValueError, compare.CompareError) as exc:
+            build_parser().error(str(exc))
     selected = args.runs or [*(r.name for r in RUNS), "queue", "scale"]
+    if versions:
+        selected = [name for name in selected if name not in CHECKS]
     if args.big and "big" not in selected:
         selected.append("big")
     runs = [r for r in RUNS if r.name in selected]
@@ -234,25 +257,35 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     started = machine()  # the commit and code state at the start, not after the runs
-    samples: dict[tuple[str, str], RunResult] = {}
+    samples: dict[tuple[str, str, str | None], RunResult] = {}
     for rep in range(repeat):
         for cname in args.corpus:
             c = corpora[cname]
             for run in runs:
-                _log(f"round {rep + 1}/{repeat}: {run.name} on {c.name}")
-                s = measure(
-                    run,
-                    [c.directory],
-                    c.count,
-                    logdir=logdir,
-                    tag=f"{run.name}-{c.name}-{rep}",
-                    timeout=args.timeout,
-                    dcmtk_profile=c.dcmtk_profile(),
-                )
-                if s.error:
-                    _log(f"  {run.name} on {c.name}: {s.error}")
-                key = (run.name, cname)
-                samples.setdefault(key, RunResult(run, c, [])).samples.append(s)
+                ours = run.sender != "dcmtk" or run.receiver != "storescp"
+                # Alternate the versions' order from round to round.
+                sides = (versions if rep % 2 == 0 else versions[::-1]) if ours else []
+                for version in sides or [None]:
+                    label = f"{run.name}{'@' + version.name if version else ''}"
+                    _log(f"round {rep + 1}/{repeat}: {label} on {c.name}")
+                    s = measure(
+                        run,
+                        [c.directory],
+                        c.count,
+                        logdir=logdir,
+                        tag=f"{run.name}-{c.name}-{rep}"
+                        + (f"-{version.resolved.split()[0]}" if version else ""),
+                        timeout=args.timeout,
+                        dcmtk_profile=c.dcmtk_profile(),
+                        tree=version.tree if version else None,
+                    )
+                    if s.error:
+                        _log(f"  {label} on {c.name}: {s.error}")
+                    key = (run.name, cname, version.name if version else None)
+                    result = samples.setdefault(
+                        key, RunResult(run, c, [], version=version.name if version else None)
+                    )
+                    result.samples.append(s)
     results = list(samples.values())
     fill_ratios(results)
 
@@ -302,6 +335,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "runs": [r.to_dict() for r in results],
         "checks": check_results,
     }
+    if versions:
+        report["compare"] = {
+            "versions": [
+                {"name": v.name, "resolved": v.resolved, "tree": str(v.tree)} for v in versions
+            ]
+        }
     if args.profile and small is not None:
         report["profile"] = profile_small(small, workdir, logdir, args.timeout)
     (workdir / "last.json").write_text(json.dumps(report, indent=2))
@@ -309,6 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(render(report))
+        if versions:
+            print()
+            print(compare.render(report))
     # A run that produced no figure fails the command, so CI's smoke run cannot rot.
     failed = [r.run.name for r in results if r.error and not r.run.context]
     failed += [str(c["check"]) for c in check_results if c.get("error")]

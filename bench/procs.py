@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -46,11 +48,15 @@ def free_port() -> int:
     return _free_port(HOST)
 
 
-def child_env() -> dict[str, str]:
+def child_env(tree: Path | None = None) -> dict[str, str]:
     """Environment of our Python children: output unbuffered, TCP_NODELAY set (for any
-    DCMTK program they might start; our own sockets set it themselves)."""
+    DCMTK program they might start; our own sockets set it themselves). ``tree`` is a
+    source tree whose ``scu`` and ``mock_scp`` the child imports instead of the installed
+    ones (``--compare``)."""
     env = dcmtk_env()
     env["PYTHONUNBUFFERED"] = "1"
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     return env
 
 
@@ -211,16 +217,19 @@ def storescp(logdir: Path, tag: str) -> Iterator[Receiver]:
 
 
 @contextmanager
-def mock_server(logdir: Path, tag: str) -> Iterator[Receiver]:
+def mock_server(
+    logdir: Path, tag: str, *, as_user: bool = False, tree: Path | None = None
+) -> Iterator[Receiver]:
     """Our MockScp in a child process (``bench/child.py serve``), journal on. It prints its
     port, serves until its stdin closes, then prints a JSON summary, which lands in the
-    receiver's ``summary`` when this context exits."""
+    receiver's ``summary`` when this context exits. ``as_user``: built as the README
+    shows (``MockScp("PACS")``, every default), not with the benchmark's settings."""
     logdir.mkdir(parents=True, exist_ok=True)
     err_path = logdir / f"{tag}.mock.err"
     with err_path.open("wb") as err:
         proc = subprocess.Popen(
-            child_command("serve"),
-            env=child_env(),
+            child_command("serve", *(["--as-user"] if as_user else [])),
+            env=child_env(tree),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=err,
@@ -244,3 +253,37 @@ def mock_server(logdir: Path, tag: str) -> Iterator[Receiver]:
                 if raw.startswith("{"):
                     rec.summary = json.loads(raw)
                     break
+
+
+@contextmanager
+def scukit_serve(logdir: Path, tag: str, *, tree: Path | None = None) -> Iterator[Receiver]:
+    """``scukit serve`` as an operator starts it (``python -m scu.cli serve``, every
+    default, port 0); stopped with SIGINT, after which it prints its summary."""
+    logdir.mkdir(parents=True, exist_ok=True)
+    err_path = logdir / f"{tag}.serve.err"
+    cmd = [sys.executable, "-m", "scu.cli", "serve", "--port", "0", "--ae-title", "PACS"]
+    with err_path.open("wb") as err:
+        proc = subprocess.Popen(
+            cmd, env=child_env(tree), stdout=subprocess.PIPE, stderr=err, cwd=logdir
+        )
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode(errors="replace")
+        match = re.search(r"listening on .*:(\d+)\s*$", line)
+        if match is None:
+            _stop(proc)
+            raise BenchError(
+                f"scukit serve did not start: {line.strip() or last_line(err_path.read_text())}"
+            )
+        rec = Receiver("serve", int(match.group(1)), proc)
+        try:
+            yield rec
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                out, _ = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _ = proc.communicate()
+            summary = re.search(r"summary: (\d+) stores", out.decode(errors="replace"))
+            if summary is not None:
+                rec.summary = {"received": int(summary.group(1))}

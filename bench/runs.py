@@ -19,7 +19,7 @@ from bench import procs
 from bench.corpus import Corpus
 
 Sender = Literal["dcmtk", "scu", "pynetdicom"]
-ReceiverKind = Literal["storescp", "mock"]
+ReceiverKind = Literal["storescp", "mock", "mock-user", "serve"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ RUNS: tuple[RunDef, ...] = (
     RunDef("scu-c4", "scu", "storescp", 4, "StoreScu c=4 -> DCMTK storescp --ignore"),
     RunDef("dcmtk-mock", "dcmtk", "mock", 1, "DCMTK storescu -> MockScp (journal on)"),
     RunDef("scu-mock", "scu", "mock", 1, "StoreScu c=1 -> MockScp (journal on)"),
+    RunDef("dcmtk-user", "dcmtk", "mock-user", 1, 'DCMTK storescu -> MockScp("PACS") as shown'),
+    RunDef("dcmtk-serve", "dcmtk", "serve", 1, "DCMTK storescu -> scukit serve"),
     RunDef(
         "pynetdicom",
         "pynetdicom",
@@ -79,17 +81,26 @@ class Sample:
         return self.error is None and self.seconds > 0
 
 
-def _receiver(run: RunDef, logdir: Path, tag: str) -> AbstractContextManager[procs.Receiver]:
+def _receiver(
+    run: RunDef, logdir: Path, tag: str, tree: Path | None
+) -> AbstractContextManager[procs.Receiver]:
     if run.receiver == "storescp":
         return procs.storescp(logdir, tag)
-    return procs.mock_server(logdir, tag)
+    if run.receiver == "serve":
+        return procs.scukit_serve(logdir, tag, tree=tree)
+    return procs.mock_server(logdir, tag, as_user=run.receiver == "mock-user", tree=tree)
 
 
 def send_command(
-    run: RunDef, addr: str, sources: list[Path], profile: Path | None = None
+    run: RunDef,
+    addr: str,
+    sources: list[Path],
+    profile: Path | None = None,
+    tree: Path | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """The sender's command line and environment for ``sources`` (folders or files);
-    ``profile`` is DCMTK's negotiation profile for the corpus."""
+    ``profile`` is DCMTK's negotiation profile for the corpus; ``tree`` the source tree
+    our children import (``--compare``)."""
     host, port = addr.rsplit(":", 1)
     if run.sender == "dcmtk":
         # +sd scans the folders itself, so 2,000 (or 100,000) files never meet argv limits.
@@ -104,7 +115,7 @@ def send_command(
         )
     else:
         cmd = procs.child_command("pynetdicom", "--addr", addr, *args)
-    return cmd, procs.child_env()
+    return cmd, procs.child_env(tree)
 
 
 def measure(
@@ -117,11 +128,13 @@ def measure(
     timeout: float,
     profile: Path | None = None,
     dcmtk_profile: Path | None = None,
+    tree: Path | None = None,
 ) -> Sample:
-    """Start the receiver, send ``sources`` once, and account for it."""
+    """Start the receiver, send ``sources`` once, and account for it. ``tree``: the
+    source tree whose ``scu`` and ``mock_scp`` our processes run (``--compare``)."""
     try:
-        with _receiver(run, logdir, tag) as rec:
-            cmd, env = send_command(run, rec.addr, sources, dcmtk_profile)
+        with _receiver(run, logdir, tag, tree) as rec:
+            cmd, env = send_command(run, rec.addr, sources, dcmtk_profile, tree)
             if profile is not None:
                 cmd += ["--profile", str(profile)]
             done = procs.run_measured(cmd, env=env, timeout=timeout, logdir=logdir, tag=tag)
@@ -146,6 +159,9 @@ def measure(
             sample.error = str(exc)
             return sample
         sample.extra = info
+        if tree is not None and not str(info.get("scu_file", "")).startswith(str(tree)):
+            sample.error = f"measured the wrong code: scu from {info.get('scu_file')}, not {tree}"
+            return sample
         # Our children time queueing plus the transfer: interpreter start-up and imports
         # are a fixed cost of any Python program, not of its send path (process_seconds
         # keeps the spawn-to-exit figure).
@@ -159,9 +175,13 @@ def measure(
             )
         elif info.get("files") != expected:
             sample.error = f"sent {info.get('files')} files, expected {expected}"
-    if run.receiver == "mock" and sample.error is None:
+    if run.receiver != "storescp" and sample.error is None:
         got = rec.summary.get("received")
         sample.extra["receiver"] = rec.summary
+        mock_file = str(rec.summary.get("mock_file", ""))
+        if tree is not None and mock_file and not mock_file.startswith(str(tree)):
+            sample.error = f"measured the wrong code: mock_scp from {mock_file}, not {tree}"
+            return sample
         if got != expected:
             sample.error = f"MockScp journaled {got} stores, expected {expected}"
     return sample
@@ -175,6 +195,8 @@ class RunResult:
     corpus: Corpus
     samples: list[Sample]
     ratio: float | None = None
+    #: The code measured (``--compare``): a git revision or "worktree"; None otherwise.
+    version: str | None = None
 
     @property
     def good(self) -> list[Sample]:
@@ -217,6 +239,7 @@ class RunResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "run": self.run.name,
+            "version": self.version,
             "label": self.run.label,
             "corpus": self.corpus.name,
             "sender": self.run.sender,

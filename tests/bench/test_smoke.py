@@ -15,7 +15,10 @@ ROOT = Path(__file__).resolve().parents[2]
 # One worker runs the (module-scoped) smoke run once under `pytest -n 2 --dist loadgroup`.
 pytestmark = pytest.mark.xdist_group("bench-smoke")
 
-RUN_NAMES = {"reference", "scu-c1", "scu-c2", "scu-c4", "dcmtk-mock", "scu-mock", "pynetdicom"}
+RUN_NAMES = {
+    "reference", "scu-c1", "scu-c2", "scu-c4", "dcmtk-mock", "scu-mock", "dcmtk-user",
+    "dcmtk-serve", "pynetdicom",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +68,10 @@ def test_reference_ratio_is_one(smoke_report: dict[str, Any]) -> None:
 
 @pytest.mark.interop
 def test_mock_receivers_journaled_every_store(smoke_report: dict[str, Any]) -> None:
+    receivers = {r["receiver"] for r in smoke_report["runs"]}
+    assert {"mock", "mock-user", "serve"} <= receivers  # the bench's, as shown, scukit serve
     for r in smoke_report["runs"]:
-        if r["receiver"] != "mock":
+        if r["receiver"] == "storescp":
             continue
         (sample,) = r["samples"]
         assert sample["receiver"]["received"] == r["files"], r["run"]
@@ -128,3 +133,35 @@ def test_table_renders_errors_and_figures(monkeypatch: pytest.MonkeyPatch) -> No
     text = render(report)
     assert "850.0" in text and "1.000x" in text
     assert "! 1/1 failed: connection refused" in text
+
+
+@pytest.mark.interop
+def test_compare_measures_two_versions_in_one_invocation(
+    tmp_path: Path,
+) -> None:
+    """``--compare HEAD`` runs HEAD's extracted tree and the worktree side by side; each
+    child says which code it imported, and it is the version's."""
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "bench", "--smoke", "--json", "--workdir", str(tmp_path),
+            "--corpus", "small", "--runs", "scu-c1,dcmtk-mock", "--compare", "HEAD",
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    head, worktree = report["compare"]["versions"]
+    assert (head["name"], worktree["name"]) == ("HEAD", "worktree")
+    assert Path(head["tree"]).parent == tmp_path / "trees"
+    assert worktree["tree"] == str(ROOT)
+    by = {(r["run"], r["version"]): r for r in report["runs"]}
+    assert set(by) == {
+        ("reference", None), ("scu-c1", "HEAD"), ("scu-c1", "worktree"),
+        ("dcmtk-mock", "HEAD"), ("dcmtk-mock", "worktree"),
+    }  # fmt: skip
+    for (run, version), r in by.items():
+        assert r["error"] is None and r["files_per_second"] > 0, (run, version, r["error"])
+    assert by[("scu-c1", "HEAD")]["samples"][0]["scu_file"].startswith(head["tree"])
+    assert by[("scu-c1", "worktree")]["samples"][0]["scu_file"].startswith(str(ROOT))
+    mock = by[("dcmtk-mock", "HEAD")]["samples"][0]["receiver"]["mock_file"]
+    assert mock.startswith(head["tree"])
