@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import queue
 import signal
 import ssl
 import sys
@@ -217,7 +218,23 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="require client certificates, verified against these CA certificates",
     )
     parser.add_argument(
-        "--json", action="store_true", help="print events and the summary as JSON lines"
+        "--json",
+        action="store_true",
+        help="print every event (stores started and answered, associations) and the "
+        "summary as JSON lines",
+    )
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also print a line when each C-STORE-RQ arrives (before its data set)",
+    )
+    output.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print associations and the summary only, no line per store",
     )
 
 
@@ -309,75 +326,146 @@ def _build_server(args: argparse.Namespace) -> MockScp:
 
 
 class _Reporter:
-    """Formats journal events as lines; called from server threads, so serialised."""
+    """Prints journal events as lines. Server threads only queue them: a slow terminal or
+    a pipe nobody reads must never hold up a store. A printer thread formats and writes
+    them; if it falls more than :attr:`BACKLOG` events behind, events are counted instead
+    of queued and the count is printed once it catches up (the summary counts all)."""
 
-    def __init__(self, out: TextIO, as_json: bool) -> None:
+    BACKLOG = 100_000
+
+    def __init__(self, out: TextIO, *, as_json: bool, verbose: bool, quiet: bool) -> None:
         self._out = out
         self._json = as_json
+        self._stores = as_json or not quiet
+        self._requests = as_json or verbose
         self._lock = threading.Lock()
         self._opened: set[int] = set()
         self._ended: set[int] = set()
+        self._queue: queue.Queue[tuple[str, object] | None] = queue.Queue(self.BACKLOG)
+        self._dropped = 0
+        self._printer = threading.Thread(target=self._print, name="serve-printer", daemon=True)
+        self._printer.start()
 
-    def emit(self, text: str, record: dict[str, Any]) -> None:
-        line = json.dumps(record, sort_keys=False) if self._json else text
-        with self._lock:
-            self._out.write(line + "\n")
-            self._out.flush()
-
+    # -- called from server threads: queue only
     def __call__(self, event: AssociationRecord | ReceivedStore) -> None:
         from mock_scp.journal import AssociationRecord
 
         if isinstance(event, AssociationRecord):
-            self._association(event)
-        else:
-            self._store(event)
-
-    def _association(self, record: AssociationRecord) -> None:
-        # The record is shared and mutable: read `ended` once, and announce each state at
-        # most once even if the listener is called again (or late) for the same record.
-        ended = record.ended
-        with self._lock:
-            announce_open = record.id not in self._opened and ended != "rejected"
-            announce_end = ended is not None and record.id not in self._ended
-            self._opened.add(record.id)
-            if ended is not None:
-                self._ended.add(record.id)
-        if announce_open:
-            accepted = len(record.accepted_contexts)
-            proposed = len(record.proposed_contexts)
-            peer = f" from {record.peer}" if record.peer else ""
-            self.emit(
-                f"association {record.id} opened: {printable(record.calling_ae_title)} -> "
-                f"{printable(record.called_ae_title)}{peer}, {accepted}/{proposed} contexts "
-                "accepted",
-                {"event": "association-opened", **association_dict(record)},
-            )
-        if announce_end:
-            detail = f" ({printable(record.end_detail)})" if record.end_detail else ""
-            stores = "" if ended == "rejected" else f", {record.stores} stores"
-            self.emit(
-                f"association {record.id} {ended}: {printable(record.calling_ae_title)} -> "
-                f"{printable(record.called_ae_title)}{stores}{detail}",
-                {"event": f"association-{ended}", **association_dict(record, contexts=False)},
-            )
+            # The record is shared and mutable: read `ended` once, and announce each
+            # state at most once even if the listener is called again (or late).
+            ended = event.ended
+            with self._lock:
+                opened = event.id not in self._opened and ended != "rejected"
+                closed = ended is not None and event.id not in self._ended
+                self._opened.add(event.id)
+                if ended is not None:
+                    self._ended.add(event.id)
+            if opened:
+                self._put("opened", event)
+            if closed:
+                self._put("ended", (event, ended))
+        elif self._stores:
+            self._put("store", event)
 
     def request(self, request: StoreRequest) -> None:
         """A C-STORE-RQ has arrived (its data set, stall and answer are still to come)."""
-        self.emit(
-            f"store {request.nth} started (association {request.association_id}, message "
-            f"{request.message_id}): {_uid_name(request.sop_class_uid)} "
-            f"{printable(request.sop_instance_uid)}",
-            {
-                "event": "store-started",
-                "nth": request.nth,
-                "association_id": request.association_id,
-                "message_id": request.message_id,
-                "sop_class_uid": request.sop_class_uid,
-                "sop_instance_uid": request.sop_instance_uid,
-            },
+        if self._requests:
+            self._put("request", request)
+
+    def line(self, text: str) -> None:
+        """A line of the command's own, in order with the events."""
+        self._put("raw", text)
+
+    def _put(self, kind: str, item: object) -> None:
+        try:
+            self._queue.put_nowait((kind, item))
+        except queue.Full:
+            with self._lock:
+                self._dropped += 1
+
+    # -- the printer thread
+    def close(self) -> None:
+        """Print what is queued, then stop the printer."""
+        self._queue.put(None)
+        self._printer.join()
+
+    def _print(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                self._report_dropped()
+                return
+            kind, event = item
+            self._write(getattr(self, f"_format_{kind}")(event))
+            if self._queue.empty():
+                self._report_dropped()
+
+    def _write(self, line: str) -> None:
+        try:
+            self._out.write(line + "\n")
+            self._out.flush()
+        except (OSError, ValueError):  # the reader went away: the summary still counts
+            pass
+
+    def _report_dropped(self) -> None:
+        with self._lock:
+            dropped, self._dropped = self._dropped, 0
+        if dropped:
+            text = (
+                f"... {dropped} events not printed: the output could not keep up "
+                "(the summary counts every store)"
+            )
+            self._write(json.dumps({"event": "dropped", "count": dropped}) if self._json else text)
+
+    def _format_raw(self, line: str) -> str:
+        return line
+
+    def _format_opened(self, record: AssociationRecord) -> str:
+        if self._json:
+            return json.dumps({"event": "association-opened", **association_dict(record)})
+        accepted = len(record.accepted_contexts)
+        proposed = len(record.proposed_contexts)
+        peer = f" from {record.peer}" if record.peer else ""
+        return (
+            f"association {record.id} opened: {printable(record.calling_ae_title)} -> "
+            f"{printable(record.called_ae_title)}{peer}, {accepted}/{proposed} contexts "
+            "accepted"
         )
 
-    def _store(self, store: ReceivedStore) -> None:
+    def _format_ended(self, item: tuple[AssociationRecord, str]) -> str:
+        record, ended = item
+        if self._json:
+            return json.dumps(
+                {"event": f"association-{ended}", **association_dict(record, contexts=False)}
+            )
+        detail = f" ({printable(record.end_detail)})" if record.end_detail else ""
+        stores = "" if ended == "rejected" else f", {record.stores} stores"
+        return (
+            f"association {record.id} {ended}: {printable(record.calling_ae_title)} -> "
+            f"{printable(record.called_ae_title)}{stores}{detail}"
+        )
+
+    def _format_request(self, request: StoreRequest) -> str:
+        if self._json:
+            return json.dumps(
+                {
+                    "event": "store-started",
+                    "nth": request.nth,
+                    "association_id": request.association_id,
+                    "message_id": request.message_id,
+                    "sop_class_uid": request.sop_class_uid,
+                    "sop_instance_uid": request.sop_instance_uid,
+                }
+            )
+        return (
+            f"store {request.nth} started (association {request.association_id}, message "
+            f"{request.message_id}): {_uid_name(request.sop_class_uid)} "
+            f"{printable(request.sop_instance_uid)}"
+        )
+
+    def _format_store(self, store: ReceivedStore) -> str:
+        if self._json:
+            return json.dumps({"event": "store", **store_dict(store)})
         answer = (
             f"status {_status_text(store.status)} ({store.action})"
             if store.status is not None
@@ -385,12 +473,11 @@ class _Reporter:
         )
         comment = f' "{printable(store.comment)}"' if store.comment else ""
         partial = "" if store.complete else " [incomplete dataset]"
-        self.emit(
+        return (
             f"store {store.nth} (association {store.association_id}, message "
             f"{store.message_id}): {_uid_name(store.sop_class_uid)} "
             f"{printable(store.sop_instance_uid)} in {_uid_name(store.transfer_syntax)} -> "
-            f"{answer}{comment}{partial}",
-            {"event": "store", **store_dict(store)},
+            f"{answer}{comment}{partial}"
         )
 
 
@@ -449,7 +536,7 @@ def run_serve(args: argparse.Namespace) -> int:
         # Bad AE title, bad scenario (ScenarioError is a ValueError), missing file.
         print(f"scukit serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    reporter = _Reporter(out, args.json)
+    reporter = _Reporter(out, as_json=args.json, verbose=args.verbose, quiet=args.quiet)
     scp.add_listener(reporter)
     scp.add_request_listener(reporter.request)
 
@@ -470,14 +557,14 @@ def run_serve(args: argparse.Namespace) -> int:
         for warning in caught:
             print(f"scukit serve: warning: {warning.message}", file=sys.stderr)
         try:
-            out.write(f"listening on {scp.addr}\n")
-            out.flush()
+            reporter.line(f"listening on {scp.addr}")
             # Short waits keep the main thread responsive to signals on every platform.
             while not stop.wait(0.2):
                 pass
         finally:
             scp.stop()
     finally:
+        reporter.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     data = summary(scp)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from tests.support.scu_helpers import write_series
 from tests.support.serve import WAIT, scukit, serve
 from tests.support.tools import dcmtk_env, dcmtk_tool
 
@@ -213,7 +215,7 @@ expect:
   total: 1
 """
     )
-    with serve("--scenario", str(scenario)) as server:
+    with serve("--scenario", str(scenario), "-v") as server:
         sender = subprocess.Popen(
             [dcmtk_tool("storescu"), "-v", "-aec", "PACS", server.host, str(server.port), str(CT)],
             stdout=subprocess.DEVNULL,
@@ -246,3 +248,86 @@ expect:
     assert "associations: aborted x1" in text
     # The sender sees an abort for the file in flight, not a hang.
     assert "Store Failed" in sender_out, sender_out
+
+
+def test_a_reader_that_never_reads_never_holds_up_a_store(tmp_path: Path) -> None:
+    """stdout is a pipe nobody reads after the first line: every store is answered
+    anyway (the pipe fills after a few hundred lines), and the lines that could not be
+    printed are counted in a line of their own, not lost silently."""
+    folder = tmp_path / "many"
+    write_series(folder, 1500, rows=8, columns=8)
+    proc = subprocess.Popen(
+        [*scukit(), "serve", "--ae-title", "PACS"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().decode()
+        port = first.rsplit(":", 1)[1].strip()
+        sent = dcmtk("storescu", "+sd", "-aec", "PACS", "127.0.0.1", port, str(folder))
+        assert sent.returncode == 0, sent.stderr[-2000:]
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=WAIT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    text = out.decode()
+    assert "summary: 1500 stores, 1 associations, 0 violations, 0 server errors" in text
+    printed = len(re.findall(r"^store \d+ ", text, re.M))
+    dropped = sum(int(n) for n in re.findall(r"^\.\.\. (\d+) events not printed", text, re.M))
+    assert printed + dropped == 1500 + 0, (printed, dropped)
+
+
+def test_quiet_prints_associations_and_the_summary_only() -> None:
+    with serve("--quiet") as server:
+        sent = dcmtk("storescu", "-aec", "MOCK-SCP", server.host, str(server.port), str(CT))
+        assert sent.returncode == 0, sent.stderr
+        server.wait_for("association 1 released")
+        code, lines, err = server.stop(signal.SIGTERM)
+    assert code == 0, err
+    assert not [line for line in lines if line.startswith("store ")]
+    assert "summary: 1 stores, 1 associations, 0 violations, 0 server errors" in lines
+
+
+def test_events_beyond_the_backlog_are_counted_then_reported() -> None:
+    """The printer is stuck on a blocked stream while stores keep coming: the server
+    thread never waits; what does not fit the backlog is counted and said."""
+    import io
+    import threading
+
+    from mock_scp.cli import _Reporter
+    from mock_scp.journal import ReceivedStore
+    from mock_scp.storage import Payload
+
+    gate = threading.Event()
+
+    class Blocked(io.StringIO):
+        def write(self, text: str) -> int:
+            gate.wait(10)
+            return super().write(text)
+
+    class Small(_Reporter):
+        BACKLOG = 3
+
+    out = Blocked()
+    reporter = Small(out, as_json=False, verbose=False, quiet=False)
+    for nth in range(1, 11):
+        reporter(
+            ReceivedStore(
+                sop_class_uid="1.2.840.10008.5.1.4.1.1.2", sop_instance_uid=f"1.2.{nth}",
+                transfer_syntax="1.2.840.10008.1.2.1", calling_ae_title="A",
+                called_ae_title="B", association_id=1, message_id=nth, status=0,
+                action="accept", nth=nth, payload=Payload.of(b""),
+            )
+        )  # fmt: skip
+    gate.set()
+    reporter.close()
+    lines = out.getvalue().splitlines()
+    stores = [line for line in lines if line.startswith("store ")]
+    (note,) = [line for line in lines if "events not printed" in line]
+    dropped = int(note.split()[1])
+    assert dropped > 0 and len(stores) + dropped == 10
