@@ -22,6 +22,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from scu.protocol.pdu import AssociateRQ, ContextResult, UserIdentity
@@ -490,9 +491,15 @@ class Connection:
             store.file.write(event.data)
 
     def _store_ended(
-        self, status: int | None, action: str, complete: bool, comment: str | None = None
+        self,
+        status: int | None,
+        action: str,
+        complete: bool,
+        comment: str | None = None,
+        *,
+        notify: bool = True,
     ) -> ReceivedStore | None:
-        """Journal the current store (before anything goes back to the SCU)."""
+        """Journal the current store; tell the listeners unless ``notify`` is False."""
         store = self.store
         if store is None:
             return None
@@ -527,7 +534,8 @@ class Connection:
             requested_at=store.requested_at,
         )
         self.journal.add_store(received, self.record)
-        self.journal.notify(received)
+        if notify:
+            self.journal.notify(received)
         return received
 
     def _store_complete(self) -> None:
@@ -537,9 +545,6 @@ class Connection:
         store.complete = True
         req = store.request
         payload = store.payload = store.sink.close()
-        problem, uid = sniff(payload.head, req.transfer_syntax, payload.size)
-        if problem is not None:
-            self._violation("wrong-transfer-syntax", problem, req.message_id)
         content = StoreContent(
             req,
             lambda: (
@@ -550,13 +555,15 @@ class Connection:
         if decision.stall_seconds > 0:
             cut = self._stall(decision.stall_seconds)
             if cut:
+                self._check_dataset(store)
                 self._store_ended(None, "interrupted", True)
                 self._handle(cut)
                 return
         action = decision.action
         if action.name in _ANSWERS:
-            self._answer(store, action, problem is None, uid)
+            self._answer(store, action)
             return
+        self._check_dataset(store)
         self._store_ended(None, action.name, True)
         fault = Fault.RESET if action.name == "disconnect" and action.rst else _FAULTS[action.name]
         data = self.machine.fault(fault, garbage=action.data)
@@ -573,31 +580,51 @@ class Connection:
             )
         self._send(data)
 
-    def _answer(self, store: _Store, action: Action, checkable: bool, uid: str | None) -> None:
+    def _check_dataset(self, store: _Store) -> tuple[str | None, str | None]:
+        """What the data set's first bytes say: a problem with its encoding (recorded as
+        a violation), and the SOP Instance UID it holds (``None``: not in the head)."""
+        payload = store.payload
+        assert payload is not None
+        req = store.request
+        problem, uid = sniff(payload.head, req.transfer_syntax, payload.size)
+        if problem is not None:
+            self._violation("wrong-transfer-syntax", problem, req.message_id)
+        return problem, uid
+
+    def _answer(self, store: _Store, action: Action) -> None:
+        """Answer first (the SCU waits for nothing else), then journal the store and run
+        the checks; readers of the journal wait until that is done."""
         status, comment = action.status, action.comment
-        if store.file is not None and classify(status) is not StatusCategory.FAILURE:
+        path: Path | None = None
+        error: str | None = None
+        written = store.file is not None and classify(status) is not StatusCategory.FAILURE
+        if written:
+            assert store.file is not None
             # Written before the answer: a store that cannot be kept is not a success.
             path = store.file.commit(store.request.sop_instance_uid, store.request.nth)
-            if path is None:
-                status, comment = 0xA700, error_comment(store.file.error or "cannot write")
+            error = None if path is not None else store.file.error or "cannot write"
+            if error is not None:
+                status, comment = 0xA700, error_comment(error)
             store.file = None
-            received = self._store_ended(status, action.name, True, comment)
-            if received is not None:
-                received.path = path
-                received.write_error = None if path is not None else comment
-        else:
-            received = self._store_ended(status, action.name, True, comment)
-        assert received is not None
-        if checkable:
-            if uid is None:
-                self.journal.check_later(received)
-            else:
-                received.dataset_sop_instance_uid = uid
-                if uid != received.sop_instance_uid:
-                    self.journal.violation(uid_mismatch(received, uid))
         data = self.machine.answer(status, comment)
-        received.answered_at = time.time()
-        self._send(data)
+        with self.journal.answering():
+            answered_at = time.time()
+            self._send(data)
+            problem, uid = self._check_dataset(store)
+            received = self._store_ended(status, action.name, True, comment, notify=False)
+            assert received is not None
+            received.answered_at = answered_at
+            if written:
+                received.path = path
+                received.write_error = error  # in full: the comment may be cut short
+            if problem is None:
+                if uid is None:
+                    self.journal.check_later(received)
+                else:
+                    received.dataset_sop_instance_uid = uid
+                    if uid != received.sop_instance_uid:
+                        self.journal.violation(uid_mismatch(received, uid))
+        self.journal.notify(received)
         self._handle(self.machine.resume())
         self._flush()
 

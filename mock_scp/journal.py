@@ -11,7 +11,8 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,10 @@ from scu.protocol.pdu import UserIdentity
 from scu.protocol.status import status_label
 
 from .storage import Payload, part10_bytes
+
+#: The longest a reader waits for a store being journalled after its answer (a bound,
+#: not a figure: journalling takes microseconds).
+_SETTLE_SECONDS = 5.0
 
 if TYPE_CHECKING:
     from pydicom.dataset import FileDataset
@@ -241,6 +246,42 @@ class Journal:
         self._request_listeners: list[Callable[[object], object]] = []
         self._next_id = 1
         self.refused_connections = 0
+        # Threads that have answered a store and are still journalling it (see
+        # ``answering``), by thread ident; readers wait for the others.
+        self._unsettled: dict[int, int] = {}
+        self._settled = threading.Condition(self.lock)
+
+    # -- answering first
+    @contextmanager
+    def answering(self) -> Iterator[None]:
+        """Around a store's answer and its journalling: the answer leaves first (the SCU
+        waits for nothing else), and until the store is journalled every read of the
+        journal from another thread waits, so a test that has seen the response always
+        finds the store (and what the checks found) in the journal."""
+        ident = threading.get_ident()
+        with self.lock:
+            self._unsettled[ident] = self._unsettled.get(ident, 0) + 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                left = self._unsettled[ident] - 1
+                if left:
+                    self._unsettled[ident] = left
+                else:
+                    del self._unsettled[ident]
+                    self._settled.notify_all()
+
+    def _settle(self) -> None:
+        """With the lock held: wait while another thread journals an answered store (a
+        thread never waits for itself: a listener may read the journal)."""
+        ident = threading.get_ident()
+        deadline = time.monotonic() + _SETTLE_SECONDS
+        while any(t != ident for t in self._unsettled):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._settled.wait(left)
 
     # -- adding
     def new_association(self, **fields: object) -> AssociationRecord:
@@ -317,21 +358,25 @@ class Journal:
     @property
     def stores(self) -> list[ReceivedStore]:
         with self.lock:
+            self._settle()
             return list(self._stores)
 
     @property
     def associations(self) -> list[AssociationRecord]:
         with self.lock:
+            self._settle()
             return list(self._associations)
 
     @property
     def violations(self) -> list[Violation]:
         with self.lock:
+            self._settle()
             return list(self._violations)
 
     @property
     def errors(self) -> list[BaseException]:
         with self.lock:
+            self._settle()
             return list(self._errors)
 
     def reset(self) -> None:
