@@ -103,7 +103,19 @@ def journal_dict(scp: MockScp) -> dict[str, Any]:
             for v in scp.violations
         ],
         "errors": [f"{type(e).__name__}: {e}" for e in scp.errors],
-        "rules": [{"rule": r.description, "hits": r.hits} for r in scp.rules],
+        "rules": [
+            {
+                "rule": r.description,
+                "hits": r.hits,
+                # (min, max) hits; max None when open-ended
+                "expect": [r.expect[0], r.expect[1] if r.expect[1] < 2**31 else None]
+                if r.expect
+                else None,
+                "unmet": r.unmet(),
+            }
+            for r in scp.rules
+        ],
+        "unreleased": scp.unreleased(),
     }
 
 

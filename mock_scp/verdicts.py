@@ -5,12 +5,13 @@ in its message (:class:`mock_scp.errors.MockScpError`)."""
 from __future__ import annotations
 
 from scu.protocol.status import parse_status, status_label
-from scu.protocol.uids import UidKind, resolve_uid
+from scu.protocol.uids import UidKind, resolve_uid, uid_keyword
 
 from .errors import MockScpError
 from .journal import AssociationRecord, Journal, ReceivedStore, Violation, printable
 from .matching import RuleTable
 from .report import format_journal
+from .rules import check_count
 
 __all__ = ["Verdicts"]
 
@@ -88,6 +89,8 @@ class Verdicts:
         and were answered, among those matching the filters given (UIDs or keywords; a
         status as a code or name); return them. The message shows the journal."""
         __tracebackhide__ = True
+        if count is not None:
+            check_count(count, "count", minimum=0)
         wanted: dict[str, object] = {}
         for key, value, kind in (
             ("sop_class_uid", sop_class_uid, UidKind.SOP_CLASS),
@@ -103,15 +106,21 @@ class Verdicts:
         found = [s for s in self.stored if all(getattr(s, k) == v for k, v in wanted.items())]
         if (count is None and found) or (count is not None and len(found) == count):
             return found
-        what = ", ".join(
-            f"{k}={status_label(v) if k == 'status' else v!r}"  # type: ignore[arg-type]
-            for k, v in wanted.items()
-        )
+        shown = [] if count is None else [str(count)]
+        for key, given in wanted.items():
+            if key == "status":
+                shown.append(f"status={status_label(given)}")  # type: ignore[arg-type]
+            elif key in ("sop_class_uid", "transfer_syntax"):
+                shown.append(f"{key}={uid_keyword(given)}")  # type: ignore[arg-type]
+            else:
+                shown.append(f"{key}={printable(given)}")
         expected = "at least 1" if count is None else str(count)
+        answered, received = len(self.stored), len(self.received)
         raise MockScpError(
             title=(
-                f"assert_stored({what}): expected {expected} answered store(s), found "
-                f"{len(found)} (of {len(self.stored)} answered, {len(self.received)} received)"
+                f"assert_stored({', '.join(shown)}): expected {expected}, found {len(found)}"
+                + (" matching" if wanted else "")
+                + f" ({answered} answered of {received} received)"
             ),
             journal=format_journal(self),
         )
