@@ -199,20 +199,52 @@ def mock_scp_idle_timeout() -> float:
     return 2.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Verdict:
     """What the check after the test body needs (kept in the test item's stash)."""
 
     scp: MockScp
     idle_timeout: float
     allow_unreleased: bool
+    #: Whether the server was idle when checked (``None``: not checked).
+    idle: bool | None = None
 
     def check(self) -> None:
         __tracebackhide__ = True
         # The SCU may still be releasing when the test body returns; what the server saw
         # of that release belongs to this test's verdict.
-        self.scp.wait_idle(self.idle_timeout)
+        self.idle = self.scp.wait_idle(self.idle_timeout)
         self.scp.check(allow_unreleased=self.allow_unreleased)
+
+
+#: The options of ``@pytest.mark.mock_scp(...)`` and their defaults.
+MARKER_OPTIONS: dict[str, bool] = {"allow_unreleased": False}
+
+
+def _marker_options(node: pytest.Item) -> dict[str, bool]:
+    """The ``mock_scp`` marker's options; a typo or a positional argument is an error
+    rather than an option silently ignored."""
+    options = dict(MARKER_OPTIONS)
+    marker = node.get_closest_marker("mock_scp")
+    if marker is None:
+        return options
+    problems = []
+    if marker.args:
+        problems.append(f"takes keyword arguments only, got {marker.args!r}")
+    for key, value in marker.kwargs.items():
+        if key not in MARKER_OPTIONS:
+            import difflib
+
+            close = difflib.get_close_matches(key, list(MARKER_OPTIONS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"unknown option {key!r}{hint}; it takes {', '.join(MARKER_OPTIONS)}")
+        elif not isinstance(value, bool):
+            problems.append(f"{key}: expected True or False, got {value!r}")
+        else:
+            options[key] = value
+    if problems:
+        pytest.fail("@pytest.mark.mock_scp: " + "; ".join(problems), pytrace=False)
+    return options
 
 
 _VERDICT = pytest.StashKey[_Verdict]()
@@ -291,13 +323,14 @@ def mock_scp(
     module doc); at teardown a server still busy is stopped and replaced, so one test's
     traffic never lands in the next test's journal.
     """
-    marker = request.node.get_closest_marker("mock_scp")
-    allow_unreleased = bool(marker.kwargs.get("allow_unreleased", False)) if marker else False
+    options = _marker_options(request.node)
     scp = mock_scp_factory.shared(**mock_scp_options)
     scp.reset()
-    request.node.stash[_VERDICT] = _Verdict(scp, mock_scp_idle_timeout, allow_unreleased)
+    verdict = _Verdict(scp, mock_scp_idle_timeout, options["allow_unreleased"])
+    request.node.stash[_VERDICT] = verdict
     yield scp
-    if not scp.wait_idle(mock_scp_idle_timeout):
+    # Busy at the check already (the SCU left an association open): no second wait.
+    if not scp.wait_idle(0 if verdict.idle is False else mock_scp_idle_timeout):
         # Still busy (a stall outliving its SCU, a client left connected): stopping it is
         # the only way to keep this test's traffic out of the next test's journal.
         mock_scp_factory.discard(scp)
