@@ -265,8 +265,11 @@ class RuleTable:
                 continue
             else:
                 if action.acts_while_receiving:
+                    if not self._commit([rule], req, on_error):
+                        plan.matched[rule.index] = False  # used up meanwhile
+                        continue
                     plan.decision = Decision(action, 0.0, plan.bytes_per_second)
-                    self._commit([*plan.modifiers, rule], req, on_error)
+                    self._commit(plan.modifiers, req, on_error)
                 break  # the first terminal match on the command; step 2 confirms it
         return plan
 
@@ -278,10 +281,11 @@ class RuleTable:
             return plan.decision, []
         req = plan.request
         stall = 0.0
-        hit: list[Rule] = list(plan.modifiers)
+        kept = self._commit(plan.modifiers, req, on_error)
         with self._lock:
             rules = list(self._rules)
         chosen: Action = DEFAULT_DECISION.action
+        answered_by = "the default"
         for rule in rules:
             action = rule.action
             if action.name == "slow_read":
@@ -292,20 +296,19 @@ class RuleTable:
                 matched = self._matches(rule, req, on_error)
                 if matched and rule.on_content:
                     matched = self._content_matches(rule, content, on_error)
-            if not matched:
+            # Each hit is counted as it is found: a rule whose last allowed hit went to
+            # another association since step 1 does not match, and the next rule decides.
+            if not matched or not self._commit([rule], req, on_error):
                 continue
-            hit.append(rule)
+            kept.append(rule)
             if action.name == "stall":
                 stall += action.seconds
                 continue
             chosen = action
+            answered_by = rule.description
             break
-        kept = self._commit(hit, req, on_error)
-        if chosen is not DEFAULT_DECISION.action and not any(r.action is chosen for r in kept):
-            chosen = DEFAULT_DECISION.action  # its last allowed hit went to another store
-        answered_by = next((r for r in kept if r.action is chosen), None)
         with self._lock:
-            self._answered_by[req.nth] = answered_by.description if answered_by else "the default"
+            self._answered_by[req.nth] = answered_by
             while len(self._answered_by) > _SEEN:
                 del self._answered_by[next(iter(self._answered_by))]
         if chosen.name == "respond_with":

@@ -4,12 +4,21 @@ mock journaled)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from mock_scp import MockScp, MockScpError, OrderError, Reply, StoreContent, datagen
+from mock_scp import (
+    MockScp,
+    MockScpError,
+    OrderError,
+    Reply,
+    StoreContent,
+    StoreRequest,
+    datagen,
+)
 from mock_scp.rules import Action
 from scu import StoreScu
 from scu.result import TransferResult
@@ -265,3 +274,55 @@ def test_every_expectation_names_its_offset(scp: MockScp) -> None:
     with pytest.raises(MockScpError) as info:
         scp.check()
     assert info.value.unmet[0].endswith("missed every=5, offset=2 (it was store 2)")
+
+
+# --- times across associations ------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", [False, True])
+def test_a_used_up_rule_lets_the_next_rule_answer(
+    scp_factory: Callable[..., MockScp], raw: Callable[[int], Any], h: Any, content: bool
+) -> None:
+    # Two associations whose commands both arrive while the rule still has its one hit:
+    # the store completed second must get the next rule, not the default (nor count as
+    # matching no rule).
+    scp = scp_factory(strict_rules=True)
+    matcher: dict[str, Any] = {"match": lambda store: True} if content else {}
+    once = scp.on_store(times=1, **matcher).fail("0xA700")
+    rest = scp.on_store().warn()
+    planned: list[StoreRequest] = []
+    scp.add_request_listener(planned.append)  # told once a command has been planned
+    first, second = raw(scp.port), raw(scp.port)
+    for client in (first, second):
+        client.associate()
+    first.p_data(1, h.store_command(h.CT, "1.2.3.1", 1), command=True)
+    second.p_data(1, h.store_command(h.CT, "1.2.3.2", 1), command=True)
+    deadline = time.monotonic() + 5
+    while len(planned) < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert len(planned) == 2
+    first.p_data(1, h.explicit_dataset("1.2.3.1"), command=False)
+    assert first.read_status() == 0xA700
+    second.p_data(1, h.explicit_dataset("1.2.3.2"), command=False)
+    assert second.read_status() == 0xB000
+    assert (once.hits, rest.hits) == (1, 1)
+    assert [s.action for s in scp.received] == ["fail", "warn"]
+    assert scp.violations == []
+
+
+def test_an_abort_during_the_data_set_used_up_meanwhile_is_not_carried_out(
+    scp: MockScp,
+) -> None:
+    def another_association_takes_the_last_hit(request: StoreRequest) -> bool:
+        # Runs after the hit count was looked at and before the hit is counted: the
+        # window in which a concurrent store can use the rule's last hit.
+        abort.hits = 1
+        return True
+
+    abort = scp.on_store(times=1, when=another_association_takes_the_last_hit).abort(
+        during_dataset=True
+    )
+    result = send(scp, CT)
+    assert [f.status for f in result.files] == [0]
+    assert [(s.action, s.complete) for s in scp.received] == [("accept", True)]
+    assert abort.hits == 1
