@@ -334,10 +334,11 @@ class RuleTable:
                         and r.hits < r.expect[0]
                     ]
                     if waiting:
+                        store = f"store {req.nth} ({printable(req.sop_instance_uid)})"
                         on_error(
                             OrderError(
-                                f"store {req.nth} ({req.sop_instance_uid}) hit ordered rule "
-                                f"{rule.description} before {waiting[0].description}"
+                                f"{store} hit ordered rule {rule.description} "
+                                f"before {waiting[0].description}"
                             )
                         )
                 rule.hits += 1

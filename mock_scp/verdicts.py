@@ -66,13 +66,11 @@ class Verdicts:
         A-ABORT or a dropped connection), in words."""
         out = []
         for record in self._journal.associations:
+            who = f"association {record.id} ({printable(record.calling_ae_title)})"
             if record.ended is None:
-                out.append(f"association {record.id} ({record.calling_ae_title}) is still open")
+                out.append(f"{who} is still open")
             elif record.ended_by == "scu" and record.ended != "released":
-                out.append(
-                    f"association {record.id} ({record.calling_ae_title}) {record.ended}: "
-                    f"{printable(record.end_detail or '')}"
-                )
+                out.append(f"{who} {record.ended}: {printable(record.end_detail or '')}")
         return out
 
     def assert_stored(

@@ -304,3 +304,27 @@ def test_journal_dict_is_json_with_rules_and_unreleased(
     ]
     assert data["unreleased"] == ["association 2 (LINGERER) is still open"]
     assert data["violations"] == [] and data["errors"] == []
+
+
+def test_what_the_peer_sent_cannot_forge_lines(
+    scp: MockScp, raw: Callable[[int], Any], h: Any
+) -> None:
+    scp.on_store(nth=2, ordered=True).accept()
+    scp.on_store(nth=1, ordered=True).accept()  # hit first: out of order
+    evil = raw(scp.port)
+    evil.associate(calling="EVIL\nLINE\x1b[31m")
+    evil.store(1, CT_UID, "1.2.3\n\x1b[0m", h.explicit_dataset("1.2.3"))
+    assert evil.read_status() == 0
+    evil.close()  # dropped: unreleased and a violation
+    assert scp.wait_idle(5)
+    with pytest.raises(MockScpError) as info:
+        scp.check(allow_unreleased=False)
+    assert "\x1b" not in str(info.value)
+    lines = str(info.value).splitlines()
+    assert (
+        "  not released: association 1 (EVIL\\nLINE\\x1b[31m) dropped: TCP connection "
+        "closed by the SCU"
+    ) in lines
+    (order,) = [line for line in lines if line.startswith("  out of order:")]
+    assert order.startswith("  out of order: store 1 (1.2.3\\n\\x1b[0m) hit ordered rule #2")
+    assert not any(line.startswith(("LINE", "\x1b")) for line in lines)
