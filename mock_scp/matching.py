@@ -48,6 +48,8 @@ __all__ = ["OrderError", "Plan", "RuleTable"]
 
 #: Requests remembered for the near misses of unmet expectations.
 _SEEN = 1000
+#: Stores listed per rule hit more often than expected.
+_LISTED = 20
 
 
 @dataclass
@@ -83,6 +85,8 @@ class RuleTable:
         self._misses: dict[tuple[int, int], str] = {}
         #: nth -> the rule that answered that store (or "the default")
         self._answered_by: dict[int, str] = {}
+        #: rule index -> the first stores that hit it (for expectations exceeded)
+        self._hit_by: dict[int, list[int]] = {}
 
     # -- building
 
@@ -192,6 +196,7 @@ class RuleTable:
             self._seen.clear()
             self._misses.clear()
             self._answered_by.clear()
+            self._hit_by.clear()
 
     def next_nth(self) -> int:
         with self._lock:
@@ -342,6 +347,9 @@ class RuleTable:
                             )
                         )
                 rule.hits += 1
+                stores = self._hit_by.setdefault(rule.index, [])
+                if len(stores) < _LISTED:
+                    stores.append(req.nth)
                 kept.append(rule)
         return kept
 
@@ -354,10 +362,16 @@ class RuleTable:
             seen = list(self._seen)
             misses = dict(self._misses)
             answered_by = dict(self._answered_by)
+            hit_by = {index: list(stores) for index, stores in self._hit_by.items()}
         out = []
         for rule in rules:
             message = rule.unmet()
             if message is None:
+                continue
+            if rule.expect is not None and rule.hits > rule.expect[1]:
+                stores = ", ".join(str(n) for n in hit_by.get(rule.index, []))
+                more = ", ..." if rule.hits > _LISTED else ""
+                out.append(f"{message}; hit by stores {stores}{more}")
                 continue
             out.append(f"{message}; {_nearest(rule, seen, misses, answered_by)}")
         return out
@@ -391,7 +405,7 @@ def _nearest(
         return f"{count}; nearest: {store} missed {', '.join(why)}"
     other = answered_by.get(best.nth)
     if other is not None and other != rule.description:
-        return f"{count}; nearest: {store} matched, but {other} answered it first"
+        return f"{count}; nearest: {store} was answered by {other} first"
     return f"{count}; nearest: {store} matched"
 
 

@@ -224,5 +224,21 @@ def test_unmet_expectation_names_the_rule_that_answered_first(scp: MockScp) -> N
     send(scp, CT)
     with pytest.raises(MockScpError) as info:
         scp.check()
-    assert info.value.unmet[0].endswith(f"matched, but {first.description} answered it first")
+    uid = scp.received[0].sop_instance_uid
+    assert info.value.unmet[0].endswith(
+        f"nearest: store 1 ({uid}) was answered by {first.description} first"
+    )
     assert first.description == "#1 on_store(nth=1).fail(0xA700)"
+
+
+def test_expectation_exceeded_lists_the_stores_that_hit(scp: MockScp) -> None:
+    scp.on_store(dataset={"Modality": "MR"}, expect=1).warn()
+    scp.on_store(expect=range(0, 2)).accept()
+    send(scp, MR, CT, MR, CT, CT)
+    with pytest.raises(MockScpError) as info:
+        scp.check()
+    assert info.value.unmet == [
+        "rule #1 on_store(dataset={'Modality': 'MR'}).warn(0xB000): expected 1 hit(s), got 2;"
+        " hit by stores 1, 3",
+        "rule #2 on_store().accept(): expected 0..1 hit(s), got 3; hit by stores 2, 4, 5",
+    ]
