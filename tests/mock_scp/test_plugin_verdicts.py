@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 # Imported here so pytester's in-process runs find them in sys.modules instead of
 # importing them again for every inner session (it restores sys.modules after each).
@@ -422,3 +424,22 @@ def test_each_test_numbers_its_associations_from_one(pytester: pytest.Pytester) 
         """
     )
     run(pytester).assert_outcomes(passed=2)
+
+
+def test_fixture_types_are_exported_without_importing_pytest_up_front() -> None:
+    code = """
+import sys
+import mock_scp
+assert "pytest" not in sys.modules, "importing mock_scp imported pytest"
+from mock_scp import DicomFileFactory, MockScpFactory
+from mock_scp import plugin
+assert (MockScpFactory, DicomFileFactory) == (plugin.MockScpFactory, plugin.DicomFileFactory)
+try:
+    mock_scp.NoSuchThing
+except AttributeError as exc:
+    assert "NoSuchThing" in str(exc)
+else:
+    raise AssertionError("no AttributeError")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
