@@ -259,6 +259,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+_JOURNAL_DIR = pytest.StashKey[Path]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -266,6 +269,25 @@ def pytest_configure(config: pytest.Config) -> None:
         "the test (allow_unreleased: an association left open or ended by the SCU "
         "without a release does not fail the test)",
     )
+    folder = config.getoption("--mock-scp-journal", None)
+    if folder:
+        # Resolved now: a test that changes the working directory must not move it.
+        target = (config.invocation_params.dir / Path(folder).expanduser()).resolve()
+        if target.exists() and not target.is_dir():
+            raise pytest.UsageError(f"--mock-scp-journal: {folder} exists and is not a folder")
+        config.stash[_JOURNAL_DIR] = target
+
+
+def _journal_file(folder: Path, nodeid: str) -> Path:
+    """``folder/<node id>.json``, the node id made a safe file name (long ones shortened
+    with a digest, so that two tests never share a file)."""
+    import hashlib
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")
+    if len(name) > 200:
+        name = f"{name[:180]}-{hashlib.sha1(nodeid.encode()).hexdigest()[:12]}"
+    return folder / f"{name}.json"
 
 
 @pytest.hookimpl(wrapper=True)
@@ -292,18 +314,20 @@ def pytest_runtest_makereport(
         return report
     from mock_scp.report import format_journal, journal_dict
 
-    report.sections.append(("mock SCP journal", format_journal(verdict.scp)))
-    folder = item.config.getoption("--mock-scp-journal")
-    if folder:
+    text = format_journal(verdict.scp)
+    folder = item.config.stash.get(_JOURNAL_DIR, None)
+    if folder is not None:
         import json
-        import re
 
-        target = Path(folder)
-        target.mkdir(parents=True, exist_ok=True)
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", item.nodeid).strip("_")[:200]
-        (target / f"{name}.json").write_text(
-            json.dumps(journal_dict(verdict.scp), indent=2, default=str)
-        )
+        target = _journal_file(folder, item.nodeid)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(journal_dict(verdict.scp), indent=2, default=str))
+        except OSError as exc:  # a report that cannot be written must not end the session
+            text += f"\n(not written to {target}: {exc})"
+        else:
+            text += f"\n(written to {target})"
+    report.sections.append(("mock SCP journal", text))
     return report
 
 

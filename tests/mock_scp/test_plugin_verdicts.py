@@ -443,3 +443,58 @@ else:
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_journal_folder_is_where_pytest_was_started(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_moves="""
+        import pytest
+
+        LONG = [pytest.param(n, id="x" * 250 + n) for n in ("-a", "-b")]
+
+        def test_changes_directory(mock_scp, monkeypatch, tmp_path):
+            monkeypatch.chdir(tmp_path)
+            mock_scp.assert_stored()
+
+        @pytest.mark.parametrize("name", LONG)
+        def test_long_ids(mock_scp, name):
+            mock_scp.assert_stored()
+        """
+    )
+    result = run(pytester, "--mock-scp-journal", "out")
+    result.assert_outcomes(failed=3)
+    files = sorted(p.name for p in (pytester.path / "out").iterdir())
+    assert len(files) == 3 and "test_moves.py_test_changes_directory.json" in files
+    long_names = [name for name in files if "long_ids" in name]
+    assert len(set(long_names)) == 2 and all(195 <= len(name) <= 200 for name in long_names)
+    for name in files:
+        assert json.loads((pytester.path / "out" / name).read_text())["stores"] == []
+    written = str(pytester.path / "out" / "test_moves.py_test_changes_directory.json")
+    result.stdout.fnmatch_lines([f"(written to {written})"])
+
+
+def test_a_journal_folder_that_is_a_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_nothing(mock_scp):\n    pass\n")
+    (pytester.path / "taken").write_text("")
+    result = run(pytester, "--mock-scp-journal", "taken")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --mock-scp-journal: taken exists and is not a folder"])
+
+
+def test_a_journal_that_cannot_be_written_does_not_end_the_session(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_blocked="""
+        def test_first(mock_scp):
+            mock_scp.assert_stored()
+
+        def test_second(mock_scp):
+            assert False
+        """
+    )
+    (pytester.path / "out" / "test_blocked.py_test_first.json").mkdir(parents=True)
+    result = run(pytester, "--mock-scp-journal", "out")
+    result.assert_outcomes(failed=2)  # no INTERNALERROR: the second test ran
+    result.stdout.fnmatch_lines(["(not written to */test_blocked.py_test_first.json: *)"])
+    assert (pytester.path / "out" / "test_blocked.py_test_second.json").is_file()
