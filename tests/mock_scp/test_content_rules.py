@@ -242,3 +242,14 @@ def test_expectation_exceeded_lists_the_stores_that_hit(scp: MockScp) -> None:
         " hit by stores 1, 3",
         "rule #2 on_store().accept(): expected 0..1 hit(s), got 3; hit by stores 2, 4, 5",
     ]
+
+
+def test_an_abort_during_the_data_set_is_decided_before_earlier_content_rules(
+    scp: MockScp,
+) -> None:
+    content = scp.on_store(dataset={"Modality": "CT"}).fail("0xA700")
+    abort = scp.on_store(nth=1).abort(during_dataset=True)
+    statuses = send(scp, {**CT, "size": 100_000}, CT)
+    assert statuses == [None, 0xA700]
+    assert [(s.action, s.complete) for s in scp.received] == [("abort", False), ("fail", True)]
+    assert (content.hits, abort.hits) == (1, 1)
