@@ -33,6 +33,8 @@ Configuration fixtures to override in a ``conftest.py`` or a module:
 wait for the associations to end, default 2). ``pytest --mock-scp-journal DIR`` writes
 the journal of every failing test that used ``mock_scp`` as JSON into DIR.
 
+The guide with runnable recipes is ``docs/pytest-plugin.md``.
+
 Imports of ``mock_scp``/``scu`` are deferred to fixture set-up so that loading the plugin
 (which pytest does for every project where scukit is installed) costs nothing.
 """

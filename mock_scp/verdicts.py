@@ -4,6 +4,8 @@ in its message (:class:`mock_scp.errors.MockScpError`)."""
 
 from __future__ import annotations
 
+import re
+
 from scu.protocol.status import parse_status, status_label
 from scu.protocol.uids import UidKind, resolve_uid, uid_keyword
 
@@ -14,6 +16,10 @@ from .report import format_journal
 from .rules import check_count
 
 __all__ = ["Verdicts"]
+
+#: How the mock words the end of an association the SCU went silent on (its ACSE, DIMSE
+#: or network timeout).
+_TIMEOUT = re.compile(r"\b(ACSE|DIMSE|network) timeout\b")
 
 
 class Verdicts:
@@ -62,15 +68,22 @@ class Verdicts:
             )
 
     def unreleased(self) -> list[str]:
-        """The associations left open, or ended by the SCU without a release (an
-        A-ABORT or a dropped connection), in words."""
+        """The associations left open, ended by the SCU without a release (an A-ABORT
+        or a dropped connection), or left silent until one of the mock's timeouts ended
+        them, in words."""
         out = []
         for record in self._journal.associations:
-            who = f"association {record.id} ({printable(record.calling_ae_title)})"
+            detail = printable(record.end_detail or "")
+            if record.proposed_contexts or record.calling_ae_title:
+                who = f"association {record.id} ({printable(record.calling_ae_title)})"
+            else:  # a connection that never asked for an association
+                who = f"connection {record.id} from {record.peer or '?'}"
             if record.ended is None:
                 out.append(f"{who} is still open")
             elif record.ended_by == "scu" and record.ended != "released":
-                out.append(f"{who} {record.ended}: {printable(record.end_detail or '')}")
+                out.append(f"{who} {record.ended}: {detail}")
+            elif record.ended_by == "mock" and _TIMEOUT.search(record.end_detail or ""):
+                out.append(f"{who} left silent until the mock gave up: {detail}")
         return out
 
     def assert_stored(

@@ -185,6 +185,24 @@ def test_unreleased_names_aborted_dropped_and_open_associations(
     assert len(scp.unreleased()) == 2
 
 
+def test_an_association_left_silent_until_the_mock_timed_it_out_is_unreleased(
+    scp_factory: Callable[..., MockScp], raw: Callable[[int], Any]
+) -> None:
+    scp = scp_factory(network_timeout=0.3, acse_timeout=0.3)
+    idle = raw(scp.port)
+    idle.associate(calling="IDLE")  # associates, then says nothing
+    raw(scp.port)  # connects, never asks for an association
+    assert scp.wait_idle(5)
+    peer = scp.associations[1].peer
+    assert sorted(scp.unreleased()) == [
+        "association 1 (IDLE) left silent until the mock gave up: A-ABORT by the mock: "
+        "network timeout: nothing within 0.3 s",
+        f"connection 2 from {peer} left silent until the mock gave up: ACSE timeout: "
+        "no A-ASSOCIATE-RQ within 0.3 s",
+    ]
+    assert [a.ended_by for a in scp.associations] == ["mock", "mock"]
+
+
 def test_a_rejected_association_is_not_unreleased(scp: MockScp) -> None:
     scp.reject_associations(times=1)
     with pytest.raises(Exception, match="rejected"):
