@@ -346,3 +346,39 @@ def test_what_the_peer_sent_cannot_forge_lines(
     (order,) = [line for line in lines if line.startswith("  out of order:")]
     assert order.startswith("  out of order: store 1 (1.2.3\\n\\x1b[0m) hit ordered rule #2")
     assert not any(line.startswith(("LINE", "\x1b")) for line in lines)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="MockScp.received lists stores in the order they ended, not the order their "
+    "requests arrived as documented: a store still receiving (or stalled) when a later "
+    "one is answered comes after it",
+)
+def test_received_is_in_arrival_order(scp: MockScp, raw: Callable[[int], Any], h: Any) -> None:
+    slow, quick = raw(scp.port), raw(scp.port)
+    slow.associate()
+    quick.associate()
+    dataset = h.explicit_dataset("1.2.3.1", pad=1000)
+    slow.p_data(1, h.store_command(h.CT, "1.2.3.1", 1), command=True)
+    slow.p_data(1, dataset[:100], command=False, last=False)  # the first store, still arriving
+    quick.store(1, h.CT, "1.2.3.2", h.explicit_dataset("1.2.3.2"))
+    assert quick.read_status() == 0
+    slow.p_data(1, dataset[100:], command=False)
+    assert slow.read_status() == 0
+    assert [(s.nth, s.sop_instance_uid) for s in scp.received] == [(1, "1.2.3.1"), (2, "1.2.3.2")]
+
+
+def test_the_journal_lists_stores_in_the_order_they_arrived(
+    scp: MockScp, raw: Callable[[int], Any], h: Any
+) -> None:
+    slow, quick = raw(scp.port), raw(scp.port)
+    slow.associate(calling="SLOW")
+    quick.associate(calling="QUICK")
+    dataset = h.explicit_dataset("1.2.3.1", pad=1000)
+    slow.p_data(1, h.store_command(h.CT, "1.2.3.1", 1), command=True)
+    slow.p_data(1, dataset[:100], command=False, last=False)
+    quick.store(1, h.CT, "1.2.3.2", h.explicit_dataset("1.2.3.2"))
+    assert quick.read_status() == 0
+    slow.p_data(1, dataset[100:], command=False)
+    assert slow.read_status() == 0
+    assert [s["nth"] for s in journal_dict(scp)["stores"]] == [1, 2]
