@@ -147,6 +147,7 @@ def test_the_marker_allows_them(pytester: pytest.Pytester) -> None:
         class TestSender:
             def test_abort(self, mock_scp):
                 SENDS["abort"](mock_scp)
+                assert mock_scp.wait_idle(5)  # the A-ABORT has reached the mock
                 assert mock_scp.associations[0].ended_by == "scu"
 
             def test_next_test_is_clean(self, mock_scp):
