@@ -5,6 +5,7 @@ in its message (:class:`mock_scp.errors.MockScpError`)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 from scu.protocol.status import parse_status, status_label
 from scu.protocol.uids import UidKind, resolve_uid, uid_keyword
@@ -48,13 +49,27 @@ class Verdicts:
     def associations(self) -> list[AssociationRecord]:
         raise NotImplementedError
 
-    def check(self, *, violations: bool = True, allow_unreleased: bool = True) -> None:
+    def check(
+        self,
+        *,
+        violations: bool = True,
+        allow_unreleased: bool = True,
+        ignore_violations: Collection[str] = (),
+    ) -> None:
         """Raise :class:`MockScpError` listing server-thread errors, unmet ``expect``
         counts (each with the store that came nearest), the SCU's violations (unless
-        ``violations=False``), and, with ``allow_unreleased=False``, the associations
-        left open or ended by the SCU without a release; the journal comes with it."""
+        ``violations=False``; but those of the kinds in ``ignore_violations``), and, with
+        ``allow_unreleased=False``, the associations left open or ended by the SCU
+        without a release; the journal comes with it."""
         __tracebackhide__ = True
-        found_violations = self.violations if violations else []
+        if isinstance(ignore_violations, str):
+            raise ValueError(
+                f"ignore_violations: expected a collection of violation kinds, "
+                f"got the string {ignore_violations!r}"
+            )
+        found_violations = (
+            [v for v in self.violations if v.kind not in ignore_violations] if violations else []
+        )
         errors = self.errors
         unmet = self._rules.unmet()
         unreleased = [] if allow_unreleased else self.unreleased()

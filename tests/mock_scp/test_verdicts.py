@@ -175,7 +175,11 @@ def test_unreleased_names_aborted_dropped_and_open_associations(
         "association 5 (LINGERER) is still open",
     ]
     assert [v.kind for v in scp.violations] == ["dropped-connection"]
-    scp.check(violations=False)  # unreleased associations are allowed unless asked
+    with pytest.raises(MockScpError, match="SCU violation: dropped-connection"):
+        scp.check()
+    scp.check(ignore_violations={"dropped-connection"})  # unreleased: allowed unless asked
+    with pytest.raises(ValueError, match="ignore_violations: expected a collection"):
+        scp.check(ignore_violations="dropped-connection")
     with pytest.raises(MockScpError) as info:
         scp.check(violations=False, allow_unreleased=False)
     assert info.value.unreleased == scp.unreleased()
