@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from scu.protocol.acse import REJECT_REASONS, REJECT_RESULTS, REJECT_SOURCES
 from scu.protocol.status import STATUS_NAMES
 
-from .errors import MockScpError
+from .errors import MockScpError, OrderError
 from .journal import AssociationRecord, ReceivedStore, Violation, ViolationKind
 from .rules import Reply, Rule, RuleBuilder, StoreContent, StoreRequest
 from .server import MockScp, RejectRule
@@ -55,6 +55,7 @@ __all__ = [
     "MockScp",
     "MockScpError",
     "MockScpFactory",
+    "OrderError",
     "ReceivedStore",
     "RejectRule",
     "Reply",

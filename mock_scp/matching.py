@@ -26,6 +26,8 @@ from typing import Any
 
 from scu.protocol.uids import UidKind, resolve_uid
 
+from .errors import OrderError
+from .journal import printable
 from .rules import (
     DEFAULT_DECISION,
     Action,
@@ -35,8 +37,9 @@ from .rules import (
     RuleBuilder,
     StoreContent,
     StoreRequest,
-    _nth_text,
+    callable_name,
     check_count,
+    describe,
     parse_expect,
     parse_nth,
 )
@@ -45,10 +48,8 @@ __all__ = ["OrderError", "Plan", "RuleTable"]
 
 #: Requests remembered for the near misses of unmet expectations.
 _SEEN = 1000
-
-
-class OrderError(AssertionError):
-    """An ordered rule was hit before the ordered rules made before it."""
+#: Stores listed per rule hit more often than expected.
+_LISTED = 20
 
 
 @dataclass
@@ -80,6 +81,12 @@ class RuleTable:
         self._next_index = 1
         self._ordered = 0
         self._seen: deque[StoreRequest] = deque(maxlen=_SEEN)
+        #: (rule index, nth) -> why its predicate or content did not match that store
+        self._misses: dict[tuple[int, int], str] = {}
+        #: nth -> the rule that answered that store (or "the default")
+        self._answered_by: dict[int, str] = {}
+        #: rule index -> the first stores that hit it (for expectations exceeded)
+        self._hit_by: dict[int, list[int]] = {}
 
     # -- building
 
@@ -123,7 +130,11 @@ class RuleTable:
 
             unknown = [k for k in dataset if k not in keyword_dict]
             if unknown:
-                raise ValueError(f"dataset: {unknown[0]!r} is not a DICOM keyword")
+                import difflib
+
+                close = difflib.get_close_matches(str(unknown[0]), list(keyword_dict), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"dataset: {unknown[0]!r} is not a DICOM keyword{hint}")
         parsed["dataset"] = dataset
         probability = matchers.get("probability")
         if probability is not None and (
@@ -165,7 +176,7 @@ class RuleTable:
             if ordered:
                 self._ordered += 1
                 rule.order = self._ordered
-            rule.description = _describe(rule)
+            rule.description = describe(rule)
             self._rules.append(rule)
             return rule
 
@@ -183,6 +194,9 @@ class RuleTable:
             self._ordered = 0
             self._random = random.Random(self._seed)
             self._seen.clear()
+            self._misses.clear()
+            self._answered_by.clear()
+            self._hit_by.clear()
 
     def next_nth(self) -> int:
         with self._lock:
@@ -200,15 +214,38 @@ class RuleTable:
         if rule.when is not None:
             try:  # predicates run outside the lock: user code, maybe slow
                 if not rule.when(req):
+                    self._missed(rule, req, f"when={callable_name(rule.when)} returned False")
                     return False
             except Exception as exc:
                 on_error(exc)
+                name = callable_name(rule.when)
+                self._missed(rule, req, f"when={name} raised {type(exc).__name__}")
                 return False
         if rule.probability is not None:
             with self._lock:
                 if self._random.random() >= rule.probability:
+                    self._misses[(rule.index, req.nth)] = f"probability={rule.probability} drew no"
                     return False
         return True
+
+    def _content_matches(
+        self, rule: Rule, content: StoreContent, on_error: Callable[[BaseException], None]
+    ) -> bool:
+        try:  # user code (a predicate) and pydicom: outside the lock
+            misses = rule.content_mismatches(content)
+        except Exception as exc:
+            on_error(exc)
+            misses = [f"matching the content raised {type(exc).__name__}: {exc}"]
+        if misses:
+            self._missed(rule, content.request, ", ".join(misses))
+        return not misses
+
+    def _missed(self, rule: Rule, req: StoreRequest, why: str) -> None:
+        """Remember why a predicate or the content did not match (for near misses)."""
+        with self._lock:
+            self._misses[(rule.index, req.nth)] = why
+            while len(self._misses) > _SEEN * 4:
+                del self._misses[next(iter(self._misses))]
 
     def plan(self, req: StoreRequest, on_error: Callable[[BaseException], None]) -> Plan:
         """Step 1, when the command arrives (see the module doc)."""
@@ -233,8 +270,11 @@ class RuleTable:
                 continue
             else:
                 if action.acts_while_receiving:
+                    if not self._commit([rule], req, on_error):
+                        plan.matched[rule.index] = False  # used up meanwhile
+                        continue
                     plan.decision = Decision(action, 0.0, plan.bytes_per_second)
-                    self._commit([*plan.modifiers, rule], req, on_error)
+                    self._commit(plan.modifiers, req, on_error)
                 break  # the first terminal match on the command; step 2 confirms it
         return plan
 
@@ -246,10 +286,11 @@ class RuleTable:
             return plan.decision, []
         req = plan.request
         stall = 0.0
-        hit: list[Rule] = list(plan.modifiers)
+        kept = self._commit(plan.modifiers, req, on_error)
         with self._lock:
             rules = list(self._rules)
         chosen: Action = DEFAULT_DECISION.action
+        answered_by = "the default"
         for rule in rules:
             action = rule.action
             if action.name == "slow_read":
@@ -259,22 +300,22 @@ class RuleTable:
             else:
                 matched = self._matches(rule, req, on_error)
                 if matched and rule.on_content:
-                    try:
-                        matched = rule.content_match(content)
-                    except Exception as exc:
-                        on_error(exc)
-                        matched = False
-            if not matched:
+                    matched = self._content_matches(rule, content, on_error)
+            # Each hit is counted as it is found: a rule whose last allowed hit went to
+            # another association since step 1 does not match, and the next rule decides.
+            if not matched or not self._commit([rule], req, on_error):
                 continue
-            hit.append(rule)
+            kept.append(rule)
             if action.name == "stall":
                 stall += action.seconds
                 continue
             chosen = action
+            answered_by = rule.description
             break
-        kept = self._commit(hit, req, on_error)
-        if chosen is not DEFAULT_DECISION.action and not any(r.action is chosen for r in kept):
-            chosen = DEFAULT_DECISION.action  # its last allowed hit went to another store
+        with self._lock:
+            self._answered_by[req.nth] = answered_by
+            while len(self._answered_by) > _SEEN:
+                del self._answered_by[next(iter(self._answered_by))]
         if chosen.name == "respond_with":
             chosen = _run_handler(chosen, content, on_error)
         return Decision(chosen, stall, plan.bytes_per_second), kept
@@ -298,13 +339,17 @@ class RuleTable:
                         and r.hits < r.expect[0]
                     ]
                     if waiting:
+                        store = f"store {req.nth} ({printable(req.sop_instance_uid)})"
                         on_error(
                             OrderError(
-                                f"store {req.nth} ({req.sop_instance_uid}) hit ordered rule "
-                                f"{rule.description} before {waiting[0].description}"
+                                f"{store} hit ordered rule {rule.description} "
+                                f"before {waiting[0].description}"
                             )
                         )
                 rule.hits += 1
+                stores = self._hit_by.setdefault(rule.index, [])
+                if len(stores) < _LISTED:
+                    stores.append(req.nth)
                 kept.append(rule)
         return kept
 
@@ -315,34 +360,53 @@ class RuleTable:
         with self._lock:
             rules = list(self._rules)
             seen = list(self._seen)
+            misses = dict(self._misses)
+            answered_by = dict(self._answered_by)
+            hit_by = {index: list(stores) for index, stores in self._hit_by.items()}
         out = []
         for rule in rules:
             message = rule.unmet()
             if message is None:
                 continue
-            out.append(f"{message}; {_nearest(rule, seen)}")
+            if rule.expect is not None and rule.hits > rule.expect[1]:
+                stores = ", ".join(str(n) for n in hit_by.get(rule.index, []))
+                more = ", ..." if rule.hits > _LISTED else ""
+                out.append(f"{message}; hit by stores {stores}{more}")
+                continue
+            out.append(f"{message}; {_nearest(rule, seen, misses, answered_by)}")
         return out
 
 
-def _nearest(rule: Rule, seen: list[StoreRequest]) -> str:
+def _nearest(
+    rule: Rule,
+    seen: list[StoreRequest],
+    misses: dict[tuple[int, int], str],
+    answered_by: dict[int, str],
+) -> str:
     if not seen:
         return "no store arrived"
+
+    def failed(req: StoreRequest) -> list[str]:
+        found = rule.mismatches(req)
+        later = misses.get((rule.index, req.nth))
+        return [*found, later] if later else found
 
     def distance(req: StoreRequest) -> tuple[int, int]:
         # Fewest failed matchers first; among those, the store nearest the wanted nth
         # (or the latest one).
         near = min((abs(req.nth - n) for n in rule.nth), default=0) if rule.nth else -req.nth
-        return len(rule.mismatches(req)), near
+        return len(failed(req)), near
 
     best = min(seen, key=distance)
-    misses = rule.mismatches(best)
+    why = failed(best)
     count = f"{len(seen)} store{'s' if len(seen) != 1 else ''} arrived"
-    if not misses:
-        why = "content or predicate did not match" if (rule.on_content or rule.when) else "matched"
-        return f"{count}; nearest: store {best.nth} ({best.sop_instance_uid}): {why}"
-    return (
-        f"{count}; nearest: store {best.nth} ({best.sop_instance_uid}) missed {', '.join(misses)}"
-    )
+    store = f"store {best.nth} ({printable(best.sop_instance_uid)})"
+    if why:
+        return f"{count}; nearest: {store} missed {', '.join(why)}"
+    other = answered_by.get(best.nth)
+    if other is not None and other != rule.description:
+        return f"{count}; nearest: {store} was answered by {other} first"
+    return f"{count}; nearest: {store} matched"
 
 
 def _run_handler(
@@ -365,29 +429,3 @@ def _run_handler(
     except Exception as exc:
         on_error(exc)
         return Action("respond", status=0x0110, comment="respond_with handler raised")
-
-
-def _describe(rule: Rule) -> str:
-    parts = []
-    if rule.nth is not None:
-        parts.append(f"nth={_nth_text(rule.nth)}")
-    if rule.every is not None:
-        every, offset = rule.every
-        parts.append(f"every={every}" + (f", offset={offset}" if offset else ""))
-    for key in ("sop_class_uid", "sop_instance_uid", "transfer_syntax", "calling_ae_title"):
-        value = getattr(rule, key)
-        if value is not None:
-            parts.append(f"{key}={value!r}")
-    for key in ("when", "match"):
-        fn = getattr(rule, key)
-        if fn is not None:
-            parts.append(f"{key}={getattr(fn, '__name__', 'callable')}")
-    if rule.dataset is not None:
-        parts.append(f"dataset={dict(rule.dataset)!r}")
-    if rule.probability is not None:
-        parts.append(f"probability={rule.probability}")
-    if rule.times is not None:
-        parts.append(f"times={rule.times}")
-    if rule.order is not None:
-        parts.append("ordered=True")
-    return f"#{rule.index} on_store({', '.join(parts)}).{rule.action.name}"

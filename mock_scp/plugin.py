@@ -33,6 +33,8 @@ Configuration fixtures to override in a ``conftest.py`` or a module:
 wait for the associations to end, default 2). ``pytest --mock-scp-journal DIR`` writes
 the journal of every failing test that used ``mock_scp`` as JSON into DIR.
 
+The guide with runnable recipes is ``docs/pytest-plugin.md``.
+
 Imports of ``mock_scp``/``scu`` are deferred to fixture set-up so that loading the plugin
 (which pytest does for every project where scukit is installed) costs nothing.
 """
@@ -199,20 +201,59 @@ def mock_scp_idle_timeout() -> float:
     return 2.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Verdict:
     """What the check after the test body needs (kept in the test item's stash)."""
 
     scp: MockScp
     idle_timeout: float
     allow_unreleased: bool
+    #: Whether the server was idle when checked (``None``: not checked).
+    idle: bool | None = None
 
     def check(self) -> None:
         __tracebackhide__ = True
         # The SCU may still be releasing when the test body returns; what the server saw
         # of that release belongs to this test's verdict.
-        self.scp.wait_idle(self.idle_timeout)
-        self.scp.check(allow_unreleased=self.allow_unreleased)
+        from mock_scp import ViolationKind
+
+        self.idle = self.scp.wait_idle(self.idle_timeout)
+        # A connection the SCU dropped is also a dropped-connection violation: the
+        # release check reports it (once), and the marker allows it with the rest.
+        self.scp.check(
+            allow_unreleased=self.allow_unreleased,
+            ignore_violations=(ViolationKind.DROPPED_CONNECTION,),
+        )
+
+
+#: The options of ``@pytest.mark.mock_scp(...)`` and their defaults.
+MARKER_OPTIONS: dict[str, bool] = {"allow_unreleased": False}
+
+
+def _marker_options(node: pytest.Item) -> dict[str, bool]:
+    """The ``mock_scp`` marker's options; a typo or a positional argument is an error
+    rather than an option silently ignored."""
+    options = dict(MARKER_OPTIONS)
+    marker = node.get_closest_marker("mock_scp")
+    if marker is None:
+        return options
+    problems = []
+    if marker.args:
+        problems.append(f"takes keyword arguments only, got {marker.args!r}")
+    for key, value in marker.kwargs.items():
+        if key not in MARKER_OPTIONS:
+            import difflib
+
+            close = difflib.get_close_matches(key, list(MARKER_OPTIONS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"unknown option {key!r}{hint}; it takes {', '.join(MARKER_OPTIONS)}")
+        elif not isinstance(value, bool):
+            problems.append(f"{key}: expected True or False, got {value!r}")
+        else:
+            options[key] = value
+    if problems:
+        pytest.fail("@pytest.mark.mock_scp: " + "; ".join(problems), pytrace=False)
+    return options
 
 
 _VERDICT = pytest.StashKey[_Verdict]()
@@ -227,6 +268,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+_JOURNAL_DIR = pytest.StashKey[Path]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -234,6 +278,25 @@ def pytest_configure(config: pytest.Config) -> None:
         "the test (allow_unreleased: an association left open or ended by the SCU "
         "without a release does not fail the test)",
     )
+    folder = config.getoption("--mock-scp-journal", None)
+    if folder:
+        # Resolved now: a test that changes the working directory must not move it.
+        target = (config.invocation_params.dir / Path(folder).expanduser()).resolve()
+        if target.exists() and not target.is_dir():
+            raise pytest.UsageError(f"--mock-scp-journal: {folder} exists and is not a folder")
+        config.stash[_JOURNAL_DIR] = target
+
+
+def _journal_file(folder: Path, nodeid: str) -> Path:
+    """``folder/<node id>.json``, the node id made a safe file name (long ones shortened
+    with a digest, so that two tests never share a file)."""
+    import hashlib
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")
+    if len(name) > 200:
+        name = f"{name[:180]}-{hashlib.sha1(nodeid.encode()).hexdigest()[:12]}"
+    return folder / f"{name}.json"
 
 
 @pytest.hookimpl(wrapper=True)
@@ -260,18 +323,20 @@ def pytest_runtest_makereport(
         return report
     from mock_scp.report import format_journal, journal_dict
 
-    report.sections.append(("mock SCP journal", format_journal(verdict.scp)))
-    folder = item.config.getoption("--mock-scp-journal")
-    if folder:
+    text = format_journal(verdict.scp)
+    folder = item.config.stash.get(_JOURNAL_DIR, None)
+    if folder is not None:
         import json
-        import re
 
-        target = Path(folder)
-        target.mkdir(parents=True, exist_ok=True)
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", item.nodeid).strip("_")[:200]
-        (target / f"{name}.json").write_text(
-            json.dumps(journal_dict(verdict.scp), indent=2, default=str)
-        )
+        target = _journal_file(folder, item.nodeid)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(journal_dict(verdict.scp), indent=2, default=str))
+        except OSError as exc:  # a report that cannot be written must not end the session
+            text += f"\n(not written to {target}: {exc})"
+        else:
+            text += f"\n(written to {target})"
+    report.sections.append(("mock SCP journal", text))
     return report
 
 
@@ -291,13 +356,14 @@ def mock_scp(
     module doc); at teardown a server still busy is stopped and replaced, so one test's
     traffic never lands in the next test's journal.
     """
-    marker = request.node.get_closest_marker("mock_scp")
-    allow_unreleased = bool(marker.kwargs.get("allow_unreleased", False)) if marker else False
+    options = _marker_options(request.node)
     scp = mock_scp_factory.shared(**mock_scp_options)
     scp.reset()
-    request.node.stash[_VERDICT] = _Verdict(scp, mock_scp_idle_timeout, allow_unreleased)
+    verdict = _Verdict(scp, mock_scp_idle_timeout, options["allow_unreleased"])
+    request.node.stash[_VERDICT] = verdict
     yield scp
-    if not scp.wait_idle(mock_scp_idle_timeout):
+    # Busy at the check already (the SCU left an association open): no second wait.
+    if not scp.wait_idle(0 if verdict.idle is False else mock_scp_idle_timeout):
         # Still busy (a stall outliving its SCU, a client left connected): stopping it is
         # the only way to keep this test's traffic out of the next test's journal.
         mock_scp_factory.discard(scp)

@@ -92,7 +92,8 @@ def journal_dict(scp: MockScp) -> dict[str, Any]:
         "ae_title": scp.ae_title,
         "address": scp.addr,
         "associations": [association_dict(a) for a in scp.associations],
-        "stores": [store_dict(s) for s in scp.received],
+        # In the order the requests arrived (the journal keeps them as they ended).
+        "stores": [store_dict(s) for s in sorted(scp.received, key=lambda s: s.nth)],
         "violations": [
             {
                 "kind": v.kind,
@@ -103,7 +104,19 @@ def journal_dict(scp: MockScp) -> dict[str, Any]:
             for v in scp.violations
         ],
         "errors": [f"{type(e).__name__}: {e}" for e in scp.errors],
-        "rules": [{"rule": r.description, "hits": r.hits} for r in scp.rules],
+        "rules": [
+            {
+                "rule": r.description,
+                "hits": r.hits,
+                # (min, max) hits; max None when open-ended
+                "expect": [r.expect[0], r.expect[1] if r.expect[1] < 2**31 else None]
+                if r.expect
+                else None,
+                "unmet": r.unmet(),
+            }
+            for r in scp.rules
+        ],
+        "unreleased": scp.unreleased(),
     }
 
 
@@ -133,7 +146,7 @@ def _association_line(record: AssociationRecord) -> str:
 def format_journal(scp: Journaled) -> str:
     """The journal per association, with each store's status and each end."""
     associations = scp.associations
-    stores = scp.received
+    stores = sorted(scp.received, key=lambda s: s.nth)
     if not associations:
         return "  (no association was attempted)"
     lines: list[str] = []

@@ -16,7 +16,7 @@ when the command arrives, so they cannot have content matchers.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +73,8 @@ class StoreContent:
         self._dataset: Dataset | None = None
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name == "request":
+            raise AttributeError(name)  # not set up yet (a copy, a pickle): no recursion
         return getattr(self.request, name)
 
     @property
@@ -200,13 +202,62 @@ def check_count(value: object, argument: str, *, minimum: int) -> int:
 
 
 def _value_matches(actual: object, expected: object) -> bool:
+    """Whether an element's value (``None`` when absent) is what ``dataset=`` asks.
+
+    A predicate gets the value as pydicom holds it; a list (tuple, set) is any of its
+    values; a number compares numerically (IS ``"2"`` is 2, DS ``"1.0"`` is 1); ``None``
+    matches an absent element; anything else compares as text, a multi-valued element
+    as its values joined with a backslash (``"ORIGINAL\\PRIMARY"``)."""
     if callable(expected):
         return bool(expected(actual))
     if isinstance(expected, list | tuple | set | frozenset):
         return any(_value_matches(actual, e) for e in expected)
-    if actual is None:
-        return expected is None
-    return str(actual).strip() == str(expected).strip()
+    if actual is None or expected is None:
+        return actual is None and expected is None
+    if isinstance(expected, int | float) and not isinstance(expected, bool):
+        try:
+            return float(actual) == float(expected)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return False
+    return _text(actual) == str(expected).strip()
+
+
+def _text(value: object) -> str:
+    """An element's value as text (a multi-valued one joined with backslashes)."""
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray):
+        return "\\".join(str(v).strip() for v in value)
+    return str(value).strip()
+
+
+def _shown_value(value: object) -> str:
+    """An element's value for a message (what a peer sent, made printable, cut short)."""
+    if value is None:
+        return "absent"
+    from .journal import printable
+
+    text = _text(value)
+    return repr(printable(text if len(text) <= 64 else text[:61] + "..."))
+
+
+def _shown_expected(expected: object) -> str:
+    if callable(expected):
+        return callable_name(expected)
+    if isinstance(expected, list | tuple | set | frozenset):
+        return "one of [" + ", ".join(_shown_expected(e) for e in expected) + "]"
+    return repr(expected)
+
+
+def callable_name(fn: object) -> str:
+    return str(getattr(fn, "__name__", None) or type(fn).__name__)
+
+
+def _shown_uid(key: str, uid: str) -> str:
+    """A UID matcher in words: its keyword when it has one (also valid input)."""
+    if key in ("sop_class_uid", "transfer_syntax"):
+        from scu.protocol.uids import uid_keyword
+
+        return repr(uid_keyword(uid))
+    return repr(uid)
 
 
 @dataclass(eq=False)
@@ -248,24 +299,38 @@ class Rule:
         if self.every is not None and not (
             req.nth > self.every[1] and (req.nth - self.every[1]) % self.every[0] == 0
         ):
-            out.append(f"every={self.every[0]} (it was store {req.nth})")
+            out.append(f"{_every_text(self.every)} (it was store {req.nth})")
         for key in ("sop_class_uid", "sop_instance_uid", "transfer_syntax", "calling_ae_title"):
             wanted = getattr(self, key)
             if wanted is not None and wanted != getattr(req, key):
-                out.append(f"{key}={wanted!r} (it was {getattr(req, key)!r})")
+                out.append(
+                    f"{key}={_shown_uid(key, wanted)} (it was {_shown_uid(key, getattr(req, key))})"
+                )
         return out
 
     def static_match(self, req: StoreRequest) -> bool:
         """The matchers that need neither a predicate, the random draw nor the content."""
         return not self.mismatches(req)
 
-    def content_match(self, content: StoreContent) -> bool:
+    def content_mismatches(self, content: StoreContent) -> list[str]:
+        """The content matchers ``content`` fails, in words (empty: it matches).
+        ``match=`` runs only when every ``dataset=`` value matched."""
+        out = []
         if self.dataset is not None:
             ds = content.dataset()
             for keyword, expected in self.dataset.items():
-                if not _value_matches(ds.get(keyword).value if keyword in ds else None, expected):
-                    return False
-        return self.match is None or bool(self.match(content))
+                actual = ds[keyword].value if keyword in ds else None
+                if not _value_matches(actual, expected):
+                    out.append(
+                        f"dataset {keyword}={_shown_expected(expected)} "
+                        f"(it was {_shown_value(actual)})"
+                    )
+        if not out and self.match is not None and not self.match(content):
+            out.append(f"match={callable_name(self.match)} returned False")
+        return out
+
+    def content_match(self, content: StoreContent) -> bool:
+        return not self.content_mismatches(content)
 
     def unmet(self) -> str | None:
         """Why this rule's ``expect`` is not met, or ``None``."""
@@ -282,13 +347,66 @@ class Rule:
         if self.expect is not None:
             lo, hi = self.expect
             expected = (
-                f", expect {lo}" if lo == hi else f", expect {lo}..{hi if hi < 2**31 else ''}"
+                f", expect {lo}"
+                if lo == hi
+                else (f", expect >= {lo}" if hi >= 2**31 else f", expect {lo}..{hi}")
             )
         return f"<Rule {self.description}: {self.hits} hits{expected}>"
 
 
 def _nth_text(nth: frozenset[int]) -> str:
     return str(sorted(nth)) if len(nth) > 1 else str(min(nth))
+
+
+def _every_text(every: tuple[int, int]) -> str:
+    return f"every={every[0]}" + (f", offset={every[1]}" if every[1] else "")
+
+
+def action_text(action: Action) -> str:
+    """An action as the call that made it: ``fail(0xA700, comment='disk full')``."""
+    args: list[str] = []
+    if action.name in ("respond", "warn", "fail"):
+        args.append(f"0x{action.status:04X}")
+        if action.comment is not None:
+            args.append(f"comment={action.comment!r}")
+    elif action.name == "stall":
+        args.append(f"{action.seconds:g}")
+    elif action.name == "slow_read":
+        args.append(f"{action.bytes_per_second:g}")
+    elif action.name == "abort" and action.during_dataset:
+        args.append("during_dataset=True")
+    elif action.name == "disconnect" and action.rst:
+        args.append("rst=True")
+    elif action.name == "respond_with":
+        args.append(callable_name(action.handler))
+    return f"{action.name}({', '.join(args)})"
+
+
+def describe(rule: Rule) -> str:
+    """``rule`` as the call that made it: ``#2 on_store(nth=3).fail(0xA700)``."""
+    parts = []
+    if rule.nth is not None:
+        parts.append(f"nth={_nth_text(rule.nth)}")
+    if rule.every is not None:
+        parts.append(_every_text(rule.every))
+    for key in ("sop_class_uid", "sop_instance_uid", "transfer_syntax", "calling_ae_title"):
+        value = getattr(rule, key)
+        if value is not None:
+            parts.append(f"{key}={_shown_uid(key, value)}")
+    for key in ("when", "match"):
+        fn = getattr(rule, key)
+        if fn is not None:
+            parts.append(f"{key}={callable_name(fn)}")
+    if rule.dataset is not None:
+        shown = ", ".join(f"{k!r}: {_shown_expected(v)}" for k, v in rule.dataset.items())
+        parts.append(f"dataset={{{shown}}}")
+    if rule.probability is not None:
+        parts.append(f"probability={rule.probability}")
+    if rule.times is not None:
+        parts.append(f"times={rule.times}")
+    if rule.order is not None:
+        parts.append("ordered=True")
+    return f"#{rule.index} on_store({', '.join(parts)}).{action_text(rule.action)}"
 
 
 def parse_nth(nth: object) -> frozenset[int] | None:

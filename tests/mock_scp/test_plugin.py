@@ -79,7 +79,7 @@ def test_unmet_expectation_fails_the_test_with_its_nearest_miss(pytester: pytest
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*unmet expectation: rule #1 on_store(nth=4).fail: expected 1 hit(s), got 0;"
+            "*unmet expectation: rule #1 on_store(nth=4).fail(0xA700): expected 1 hit(s), got 0;"
             " 3 stores arrived; nearest: store 3 * missed nth=4 (it was store 3)*",
             "*what the mock SCP saw:*",
             "*association 1: STORE-SCU -> MOCK-SCP *released by the SCU*",
