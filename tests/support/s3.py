@@ -62,16 +62,18 @@ class S3Server:
 
     endpoint: str
     _names: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
+    _client: Any = field(default=None, repr=False)
 
     @property
     def options(self) -> dict[str, Any]:
         """``StoreScu(storage_options=...)`` for this endpoint."""
         return {"endpoint_url": self.endpoint}
 
-    def client(self, **credentials: str) -> Any:
-        return boto3.client(
-            "s3", endpoint_url=self.endpoint, region_name="us-east-1", **credentials
-        )
+    def client(self) -> Any:
+        """A boto3 S3 client for this endpoint (made once: making one is slow)."""
+        if self._client is None:
+            self._client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1")
+        return self._client
 
     def bucket(self, prefix: str = "bkt") -> str:
         """A new empty bucket with a name no other test uses."""
@@ -115,7 +117,10 @@ class S3Server:
 
     def _reset_auth(self, count: str) -> None:
         request = urllib.request.Request(
-            f"{self.endpoint}/moto-api/reset-auth", data=count.encode(), method="POST"
+            f"{self.endpoint}/moto-api/reset-auth",
+            data=count.encode(),
+            method="POST",
+            headers={"Content-Type": "text/plain"},  # a form body would be parsed away
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             response.read()
