@@ -310,7 +310,7 @@ def test_missing_bucket_key_and_prefix_raise_at_add_time(s3: S3Server) -> None:
     scu = StoreScu("127.0.0.1:104", storage_options=s3.options)
     with pytest.raises(FileNotFoundError, match=f"s3://{bucket}/there/missing.dcm: no such obj"):
         scu.add_file(f"s3://{bucket}/there/missing.dcm")
-    with pytest.raises(FileNotFoundError, match="s3://no-such-bucket-x/k.dcm: no such bucket"):
+    with pytest.raises(FileNotFoundError, match=r"s3://no-such-bucket-x/k\.dcm: no such bucket"):
         scu.add_file("s3://no-such-bucket-x/k.dcm")
     with pytest.raises(FileNotFoundError, match=f"no such prefix: s3://{bucket}/nowhere/"):
         scu.add_directory(f"s3://{bucket}/nowhere/")
