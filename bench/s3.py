@@ -144,9 +144,11 @@ def main(argv: list[str] | None = None) -> int:
             for kind in ("local", "s3"):  # alternate, so drift hits both alike
                 _log(f"{kind}, round {round_ + 1}/{repeat}")
                 source = str(files.directory) if kind == "local" else prefix
-                info = send(receiver.addr, [source], flag="--dir",
-                            endpoint=endpoint if kind == "s3" else None,
-                            tag=f"{kind}-{round_}", logdir=logdir, timeout=args.timeout)  # fmt: skip
+                info = send(
+                    receiver.addr, [source], flag="--dir",
+                    endpoint=endpoint if kind == "s3" else None,
+                    tag=f"{kind}-{round_}", logdir=logdir, timeout=args.timeout,
+                )  # fmt: skip
                 seconds[kind].append(info["seconds"])
         for kind, values in seconds.items():
             median = statistics.median(values)
