@@ -66,11 +66,9 @@ def cmd_send(args: argparse.Namespace) -> int:
     # Queueing is timed with the send: DCMTK's figure includes scanning its folder too.
     cpu0 = _cpu()
     t0 = time.perf_counter()
-    storage = {"endpoint_url": args.s3_endpoint} if args.s3_endpoint else None
-    scu = StoreScu(
-        args.addr, max_pdu_length=args.pdu, concurrency=args.concurrency,
-        storage_options=storage,
-    )  # fmt: skip
+    # Only for s3:// sources: the child may run against an installed scu of any version.
+    extra = {"storage_options": {"endpoint_url": args.s3_endpoint}} if args.s3_endpoint else {}
+    scu = StoreScu(args.addr, max_pdu_length=args.pdu, concurrency=args.concurrency, **extra)
     for d in args.dir:  # a folder, or an s3:// prefix
         scu.add_directory(d, pattern="*.dcm")
     for f in args.file:  # a file, or an s3:// object
