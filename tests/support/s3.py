@@ -32,6 +32,8 @@ from moto.server import ThreadedMotoServer
 
 __all__ = ["FAKE_ENV", "S3Server", "s3", "start_s3"]
 
+_BUCKETS = itertools.count(1)
+
 #: Credentials and settings every test process uses: fake keys (moto accepts any), no
 #: AWS config files, and never the instance-metadata endpoint (a non-loopback address).
 FAKE_ENV = {
@@ -61,7 +63,6 @@ class S3Server:
     """A running moto server: its endpoint and helpers to fill it."""
 
     endpoint: str
-    _names: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
     _client: Any = field(default=None, repr=False)
 
     @property
@@ -76,8 +77,9 @@ class S3Server:
         return self._client
 
     def bucket(self, prefix: str = "bkt") -> str:
-        """A new empty bucket with a name no other test uses."""
-        name = f"{prefix}-{os.getpid()}-{next(self._names)}"
+        """A new empty bucket with a name no other test uses (moto keeps its buckets per
+        process, shared by every server started in it, so names are unique per process)."""
+        name = f"{prefix}-{os.getpid()}-{next(_BUCKETS)}"
         self.client().create_bucket(Bucket=name)
         return name
 
