@@ -2,6 +2,7 @@
 and peak RSS are measured cleanly. Each prints one JSON line as its last line of stdout.
 
     python bench/child.py send --addr HOST:PORT (--dir D | --file F)... [--concurrency N]
+                               [--s3-endpoint URL]   # D and F may be s3:// URLs
     python bench/child.py pynetdicom --addr HOST:PORT --dir D
     python bench/child.py serve            # MockScp; prints {"port": N}, stops on stdin EOF
     python bench/child.py queue --dir D    # StoreScu queue only, no network
@@ -65,10 +66,12 @@ def cmd_send(args: argparse.Namespace) -> int:
     # Queueing is timed with the send: DCMTK's figure includes scanning its folder too.
     cpu0 = _cpu()
     t0 = time.perf_counter()
-    scu = StoreScu(args.addr, max_pdu_length=args.pdu, concurrency=args.concurrency)
-    for d in args.dir:
+    # Only for s3:// sources: the child may run against an installed scu of any version.
+    extra = {"storage_options": {"endpoint_url": args.s3_endpoint}} if args.s3_endpoint else {}
+    scu = StoreScu(args.addr, max_pdu_length=args.pdu, concurrency=args.concurrency, **extra)
+    for d in args.dir:  # a folder, or an s3:// prefix
         scu.add_directory(d, pattern="*.dcm")
-    for f in args.file:
+    for f in args.file:  # a file, or an s3:// object
         scu.add_file(f)
     t1 = time.perf_counter()
     queued = current_rss_kb()
@@ -232,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     send.add_argument("--concurrency", type=int, default=1)
     send.add_argument("--pdu", type=int, default=16384)
     send.add_argument("--profile", help="write cProfile stats of send() to this file")
+    send.add_argument("--s3-endpoint", help="storage_options endpoint_url for s3:// sources")
     send.set_defaults(func=cmd_send)
     pynd = sub.add_parser("pynetdicom")
     pynd.add_argument("--addr", required=True)

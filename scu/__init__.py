@@ -23,6 +23,7 @@ from scu.journal import TransferJournal
 from scu.protocol.pdu import UserIdentity
 from scu.protocol.status import StatusCategory, classify, describe
 from scu.protocol.uids import resolve_transfer_syntax
+from scu.remote import s3_options
 from scu.result import Attempt, FileOutcome, PreflightItem, TransferResult
 from scu.store import Skipped, StoreScu
 
@@ -55,4 +56,5 @@ __all__ = [
     "describe",
     "echo",
     "resolve_transfer_syntax",
+    "s3_options",
 ]

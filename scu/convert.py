@@ -40,7 +40,7 @@ from scu.protocol.uids import (
     UNCOMPRESSED_SYNTAXES,
 )
 from scu.protocol.uids import uid_keyword as syntax_name
-from scu.source import Entry, Header
+from scu.source import Entry, EntryError, Header
 
 __all__ = ["FORCEABLE_SYNTAXES", "ConversionError", "convert"]
 
@@ -182,7 +182,13 @@ class _Converter:
 
     def run(self, entry: Entry, header: Header, target: str) -> bytes:
         child = self._start()
-        job = pickle.dumps((Entry(entry.name, path=entry.path, data=entry.data), header, target))
+        data = entry.data
+        if entry.remote is not None:  # the child reads no object storage: read it whole here
+            try:
+                data = entry.remote.read_all()
+            except EntryError as exc:
+                raise ConversionError(str(exc)) from None
+        job = pickle.dumps((Entry(entry.name, path=entry.path, data=data), header, target))
         try:
             assert child.stdin is not None and child.stdout is not None
             child.stdin.write(_LENGTH.pack(len(job)) + job)

@@ -2,12 +2,12 @@
 happens, in SQLite (standard library), so that a transfer cut short by a crash, a
 ``kill -9`` or Ctrl-C can be resumed without sending again what the SCP acknowledged.
 
-An entry is known by its source (a file's path with its size and modification time, or
-the SHA-256 of an entry given in memory) and its destination (the SCP's address and
-called AE title); its SOP Instance UID is kept beside. Each acknowledgement is committed
-as soon as the caller's thread accounts it, so a ``kill -9`` loses at most the
-acknowledgements still in flight: those files are sent again on resume, and no
-acknowledged file is ever missing from the journal.
+An entry is known by its source (a file's path with its size and modification time, an
+object's URL with its size and ETag, or the SHA-256 of an entry given in memory) and its
+destination (the SCP's address and called AE title); its SOP Instance UID is kept
+beside. Each acknowledgement is committed as soon as the caller's thread accounts it, so
+a ``kill -9`` loses at most the acknowledgements still in flight: those files are sent
+again on resume, and no acknowledged file is ever missing from the journal.
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ def entry_key(entry: Entry) -> str:
     """What identifies an entry's source across runs."""
     if entry.data is not None:
         return "sha256:" + hashlib.sha256(entry.data).hexdigest()
+    if entry.remote is not None:
+        return entry.remote.journal_key
     assert entry.path is not None
     try:
         info = os.stat(entry.path)

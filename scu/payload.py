@@ -1,10 +1,15 @@
-"""A data set to send: bytes in memory or a byte range of a file, read in fixed-size
-chunks while its PDUs are written, so memory does not grow with the file."""
+"""A data set to send: bytes in memory or a byte range of a file (on disk, or an object
+in object storage), read in fixed-size chunks while its PDUs are written, so memory does
+not grow with the file."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scu.remote import RemoteObject
 
 __all__ = ["Payload", "SourceError"]
 
@@ -12,13 +17,15 @@ __all__ = ["Payload", "SourceError"]
 @dataclass(frozen=True)
 class Payload:
     """A data set to send: bytes in memory, or bytes of a file from ``offset``;
-    ``length`` counts every byte that goes on the wire, ``padding`` (sent last) included."""
+    ``length`` counts every byte that goes on the wire, ``padding`` (sent last) included.
+    With ``remote``, the file is that object (``path`` is its URL, for messages)."""
 
     data: bytes | memoryview | None = None
     path: str | None = None
     offset: int = 0
     length: int = 0
     padding: bytes = b""
+    remote: RemoteObject | None = None
 
     @classmethod
     def from_bytes(cls, data: bytes | memoryview) -> Payload:
@@ -46,7 +53,7 @@ class Payload:
         remaining = self.length - len(self.padding)
         view = memoryview(buffer)
         try:
-            handle = open(self.path, "rb", buffering=0)
+            handle = self.remote.open() if self.remote else open(self.path, "rb", buffering=0)
         except OSError as exc:
             raise SourceError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
         padded = not self.padding
@@ -81,4 +88,9 @@ class Payload:
 class SourceError(Exception):
     """The data set could not be read while it was being sent (the file changed or
     vanished after it was queued). The association is aborted: the SCP holds half a
-    data set."""
+    data set. ``transient``: reading it again may work (a network error on the way
+    from object storage), so ``retries`` apply."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient

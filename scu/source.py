@@ -21,6 +21,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from scu.protocol.dataset import (
     BIG,
@@ -29,6 +30,7 @@ from scu.protocol.dataset import (
     VRS,
     Buffer,
     DatasetError,
+    Layout,
     Truncated,
     leading_uids,
     looks_explicit,
@@ -42,15 +44,21 @@ from scu.protocol.uids import (
     uid_problem,
 )
 
+if TYPE_CHECKING:
+    from scu.remote import RemoteObject
+
 __all__ = [
     "DICOMDIR_SOP_CLASS",
     "MAX_INFLATED",
+    "SNIFF_BYTES",
     "Entry",
     "EntryError",
     "Header",
     "file_kind",
+    "header_of",
     "read_header",
     "sniff",
+    "sniff_head",
 ]
 
 _TAG_VR_SHORT = struct.Struct("<HH2sH")
@@ -80,17 +88,23 @@ class Header:
 
 @dataclass(slots=True)
 class Entry:
-    """One queued item: a path on disk or bytes given in memory."""
+    """One queued item: a path on disk, bytes given in memory, or an object in object
+    storage (``remote``, see :mod:`scu.remote`)."""
 
     name: str
     path: str | None = None
     data: bytes | None = None
+    remote: RemoteObject | None = None
 
     @contextmanager
     def buffer(self) -> Iterator[bytes | mmap.mmap]:
-        """The entry's bytes: the data itself, or the file memory-mapped read-only."""
+        """The entry's bytes: the data itself, the file memory-mapped read-only, or the
+        object read whole (only conversions need a remote object whole)."""
         if self.data is not None:
             yield self.data
+            return
+        if self.remote is not None:
+            yield self.remote.read_all()
             return
         assert self.path is not None
         try:
@@ -139,7 +153,7 @@ def _read_all(fd: int, size: int) -> bytes:
         chunks.append(chunk)
 
 
-def _parse_meta(buf: bytes | mmap.mmap, offset: int, end: int) -> tuple[dict[int, str], int]:
+def _parse_meta(buf: Buffer, offset: int, end: int) -> tuple[dict[int, str], int]:
     """File meta elements (always Explicit VR LE): {element: text}, end offset."""
     values: dict[int, str] = {}
     while offset + 8 <= end:
@@ -170,14 +184,23 @@ def _parse_meta(buf: bytes | mmap.mmap, offset: int, end: int) -> tuple[dict[int
 
 def read_header(entry: Entry) -> Header:
     """Read and check an entry; :class:`EntryError` names what is wrong with it."""
+    if entry.remote is not None:
+        return entry.remote.read_header()  # ranged reads, through header_of
     with entry.buffer() as buf:
-        try:
-            return _read_header(buf)
-        except DatasetError as exc:
-            raise EntryError(str(exc)) from None
+        return header_of(buf)
 
 
-def _read_header(buf: bytes | mmap.mmap) -> Header:
+def header_of(buf: Buffer, *, layouts: tuple[Layout, Layout] = (LITTLE, BIG)) -> Header:
+    """Check an entry's bytes. The data set's structure is read only through
+    ``layouts`` (little, big endian), so a source that is not in memory can supply the
+    bytes the walk asks for as it asks (:mod:`scu.remote`)."""
+    try:
+        return _read_header(buf, layouts)
+    except DatasetError as exc:
+        raise EntryError(str(exc)) from None
+
+
+def _read_header(buf: Buffer, layouts: tuple[Layout, Layout] = (LITTLE, BIG)) -> Header:
     size = len(buf)
     if size == 0:
         raise EntryError("empty file (0 bytes)")
@@ -219,7 +242,7 @@ def _read_header(buf: bytes | mmap.mmap) -> Header:
     if syntax == DEFLATED_EXPLICIT_VR_LE:
         body, start = _inflate(buf, offset), 0
         stop = len(body)
-    layout = BIG if syntax == EXPLICIT_VR_BE else LITTLE
+    layout = layouts[1] if syntax == EXPLICIT_VR_BE else layouts[0]
     explicit = syntax != IMPLICIT_VR_LE
     if start < stop and explicit != looks_explicit(body, start) and has_meta:
         raise EntryError(
@@ -239,7 +262,7 @@ def _read_header(buf: bytes | mmap.mmap) -> Header:
     return Header(sop_class, sop_instance, syntax, offset, size, has_meta)
 
 
-def _plausible_dataset_start(buf: bytes | mmap.mmap) -> bool:
+def _plausible_dataset_start(buf: Buffer) -> bool:
     """A data set without meta starts with a low group number (0008 usually)."""
     group_le: int = struct.unpack_from("<H", buf, 0)[0]
     group_be: int = struct.unpack_from(">H", buf, 0)[0]
@@ -287,7 +310,7 @@ def file_kind(mode: int) -> str:
 
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
-_SNIFF = 8192
+SNIFF_BYTES = 8192
 
 
 def sniff(path: str) -> str:
@@ -296,9 +319,14 @@ def sniff(path: str) -> str:
     ``"other"``. Reads at most a few KB; the full check happens when it is sent."""
     try:
         with open(path, "rb") as handle:
-            head = handle.read(_SNIFF)
+            head = handle.read(SNIFF_BYTES)
     except OSError:
         return "other"
+    return sniff_head(head)
+
+
+def sniff_head(head: bytes) -> str:
+    """:func:`sniff` on the first bytes of a file (a few KB are enough)."""
     if len(head) >= 132 and head[128:132] == b"DICM":
         try:
             meta, _ = _parse_meta(head, 132, len(head))

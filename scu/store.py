@@ -15,10 +15,12 @@ import math
 import os
 import ssl
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scu import remote
 from scu.association import Endpoint, Timeouts
 from scu.events import FileError, FileSending, FileSent, TransferCompleted, TransferStarted
 from scu.journal import TransferJournal
@@ -135,6 +137,7 @@ class StoreScu:
         max_rate: float | None = None,
         max_bandwidth: float | None = None,
         user_identity: UserIdentity | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         for name, flag in (
             ("never_transcode", never_transcode),
@@ -188,6 +191,9 @@ class StoreScu:
         self.concurrency = concurrency
         self.fail_fast = fail_fast
         self.verbose = verbose
+        # Options of the object store for URL sources (fsspec's; scu.s3_options builds
+        # them for S3); kept private: they may hold credentials.
+        self._storage_options = remote.check_storage_options(storage_options)
         self._entries: list[Entry] = []
         #: Files ``add_directory`` left out, with the reason.
         self.skipped: list[Skipped] = []
@@ -226,8 +232,13 @@ class StoreScu:
     # --- the queue -----------------------------------------------------------------
 
     def add_file(self, path: str | os.PathLike[str]) -> None:
-        """Queue one file. Raises :class:`FileNotFoundError` if it does not exist."""
+        """Queue one file, or one object by URL (``s3://bucket/key``; see
+        :mod:`scu.remote`). Raises :class:`FileNotFoundError` if it does not exist."""
         text = os.fspath(path)
+        if remote.is_url(text):
+            obj = remote.stat(text, self._storage_options)
+            self._entries.append(Entry(text, remote=obj))
+            return
         try:
             mode = os.stat(text).st_mode
         except FileNotFoundError:
@@ -252,16 +263,22 @@ class StoreScu:
         path. ``pattern=None`` queues every file that looks like DICOM by its content
         (the ``DICM`` marker, or a plausible data set without file meta), whatever its
         name. A DICOMDIR (by name, or by content) is never queued. What is left out is
-        listed in :attr:`skipped` with the reason. Returns how many were queued."""
+        listed in :attr:`skipped` with the reason. Returns how many were queued.
+
+        ``path`` may be a URL prefix (``s3://bucket/prefix/``): its objects are queued
+        the same way, sorted by key; "sub-folders" are the key's ``/``-separated parts.
+        """
+        if pattern is not None and (not isinstance(pattern, str) or not pattern):
+            raise ValueError(
+                f"add_directory: pattern must be a non-empty string or None, got {pattern!r}"
+            )
+        if remote.is_url(os.fspath(path)):
+            return self._add_prefix(os.fspath(path), pattern, recursive)
         root = Path(path)
         if not root.exists():
             raise FileNotFoundError(f"add_directory: no such directory: {os.fspath(path)}")
         if not root.is_dir():
             raise NotADirectoryError(f"add_directory: {os.fspath(path)} is not a directory")
-        if pattern is not None and (not isinstance(pattern, str) or not pattern):
-            raise ValueError(
-                f"add_directory: pattern must be a non-empty string or None, got {pattern!r}"
-            )
         wanted = None if pattern is None else pattern.lower()
         found: list[str] = []
         walker = os.walk(root) if recursive else [(str(root), [], os.listdir(root))]
@@ -291,6 +308,26 @@ class StoreScu:
                 found.append(full)
         found.sort()
         self._entries.extend(Entry(p, path=p) for p in found)
+        return len(found)
+
+    def _add_prefix(self, url: str, pattern: str | None, recursive: bool) -> int:
+        """``add_directory`` for a URL prefix: the same rules on the objects' names."""
+        wanted = None if pattern is None else pattern.lower()
+        found: list[Entry] = []
+        for name, obj in remote.listing(url, self._storage_options, recursive=recursive):
+            if wanted is not None and not fnmatch.fnmatchcase(name.lower(), wanted):
+                self.skipped.append(Skipped(obj.url, f"does not match {pattern}"))
+                continue
+            if wanted is None or "dicomdir" in name.lower():
+                kind = remote.sniff_object(obj)
+                if kind == "dicomdir":
+                    self.skipped.append(Skipped(obj.url, "a DICOMDIR (media directory)"))
+                    continue
+                if kind != "dicom":
+                    self.skipped.append(Skipped(obj.url, "not DICOM by its content"))
+                    continue
+            found.append(Entry(obj.url, remote=obj))
+        self._entries.extend(found)
         return len(found)
 
     def add_file_from_memory(self, data: bytes | bytearray | memoryview, name: str) -> None:

@@ -274,11 +274,12 @@ class Worker:
         if entry.data is not None:
             payload = Payload.from_bytes(memoryview(entry.data)[header.dataset_offset :])
         else:
-            assert entry.path is not None
+            assert entry.path is not None or entry.remote is not None
             payload = Payload(
-                path=entry.path,
+                path=entry.path or entry.name,
                 offset=header.dataset_offset,
                 length=header.size - header.dataset_offset,
+                remote=entry.remote,
             )
         if header.transfer_syntax == DEFLATED_EXPLICIT_VR_LE and payload.length % 2:
             # PS3.5 A.5: a deflated stream of odd length is padded with one null byte
@@ -330,7 +331,7 @@ class Worker:
                 failure = str(exc)
                 self._drop_association()
             except SourceError as exc:  # the file vanished or changed after it was queued
-                failure = f"{exc}; the association was aborted"
+                failure, transient = f"{exc}; the association was aborted", exc.transient
                 self._drop_association()
             else:
                 status, comment = response.status, response.error_comment

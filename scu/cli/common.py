@@ -13,7 +13,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from scu import AssociationError, AssociationRejected, StoreScu, UserIdentity
+from scu import AssociationError, AssociationRejected, StoreScu, UserIdentity, s3_options
+from scu.remote import is_url
 
 __all__ = [
     "EXIT_ASSOCIATION",
@@ -166,6 +167,22 @@ def add_queue_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="never convert a file: refuse it when its own syntax is not accepted",
     )
+    s3 = parser.add_argument_group(
+        "object storage (s3:// URLs as PATH; needs pip install 'scukit[s3]')",
+        "Credentials come from the standard chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+        "the AWS profile, an instance or container role.",
+    )
+    s3.add_argument(
+        "--s3-endpoint", default=None, metavar="URL",
+        help="an S3-compatible endpoint (MinIO, Ceph RGW): http(s)://host:port",
+    )  # fmt: skip
+    s3.add_argument("--s3-region", default=None, metavar="NAME", help="the bucket's region")
+    s3.add_argument(
+        "--s3-anonymous", action="store_true", help="unsigned requests (a public bucket)"
+    )
+    s3.add_argument(
+        "--s3-profile", default=None, metavar="NAME", help="a profile of the AWS config files"
+    )
 
 
 # From options to keyword arguments -------------------------------------------------------
@@ -279,12 +296,19 @@ def make_scu(args: argparse.Namespace, **extra: Any) -> StoreScu:
     """A StoreScu from the options, with every PATH queued (folders by --pattern, or by
     content with --all-files)."""
     try:
+        storage = s3_options(
+            endpoint_url=args.s3_endpoint,
+            region=args.s3_region,
+            anonymous=args.s3_anonymous,
+            profile=args.s3_profile,
+        )
         scu = StoreScu(
             args.addr,
             max_pdu_length=args.max_pdu,
             verbose=args.verbose,
             transfer_syntax=args.transfer_syntax,
             never_transcode=args.never_transcode,
+            storage_options=storage,
             **connection_options(args),
             **extra,
         )
@@ -293,7 +317,9 @@ def make_scu(args: argparse.Namespace, **extra: Any) -> StoreScu:
     pattern = None if args.all_files else args.pattern
     for path in args.paths:
         try:
-            if os.path.isdir(path):
+            if is_url(path):
+                _add_url(scu, path, pattern, args.recursive)
+            elif os.path.isdir(path):
                 before = len(scu.skipped)
                 if scu.add_directory(path, pattern=pattern, recursive=args.recursive) == 0:
                     where = "or its sub-folders " if args.recursive else ""
@@ -306,10 +332,31 @@ def make_scu(args: argparse.Namespace, **extra: Any) -> StoreScu:
             else:
                 scu.add_file(path)
         except FileNotFoundError as exc:
+            if is_url(path):
+                raise UsageError(str(exc)) from None
             raise UsageError(f"{path!r}: no such file or directory ({exc})") from None
-        except (ValueError, OSError) as exc:
-            raise UsageError(f"{path!r}: {exc}") from None
+        except (ValueError, OSError, ImportError) as exc:
+            raise UsageError(str(exc) if is_url(path) else f"{path!r}: {exc}") from None
     return scu
+
+
+def _add_url(scu: StoreScu, url: str, pattern: str | None, recursive: bool) -> None:
+    """An object, or every object under a prefix (a URL ending in ``/``, or one that
+    names no object but a prefix)."""
+    if not url.endswith("/"):
+        try:
+            scu.add_file(url)
+            return
+        except IsADirectoryError:
+            pass
+    before = len(scu.skipped)
+    if scu.add_directory(url, pattern=pattern, recursive=recursive) == 0:
+        wanted = "DICOM by its content" if pattern is None else f"matching {pattern!r}"
+        found = len(scu.skipped) - before
+        raise UsageError(
+            f"{url}: no object {wanted} under this prefix"
+            + (f" ({found} skipped)" if found else "")
+        )
 
 
 _RATE = re.compile(r"\A\s*(?P<n>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(?:/\s*s)?\s*\Z", re.I)
