@@ -8,6 +8,7 @@ listeners; every text a peer sent is shown through :func:`printable`.
 
 from __future__ import annotations
 
+import bisect
 import io
 import threading
 import time
@@ -21,6 +22,11 @@ from scu.protocol.pdu import UserIdentity
 from scu.protocol.status import status_label
 
 from .storage import Payload, part10_bytes
+
+
+def _arrival(store: ReceivedStore) -> int:
+    return store.nth
+
 
 #: The longest a reader waits for a store being journalled after its answer (a bound,
 #: not a figure: journalling takes microseconds).
@@ -60,6 +66,8 @@ class ViolationKind:
     PDU_TOO_LARGE = "pdu-too-large"
     DUPLICATE_MESSAGE_ID = "duplicate-message-id"
     OPERATIONS_WINDOW = "operations-window"
+    #: Not the standard's: a store no rule matched under ``strict_rules``.
+    UNMATCHED_STORE = "unmatched-store"
     DROPPED_CONNECTION = "dropped-connection"
     UNKNOWN_CONTEXT = "unknown-context"
     CONTEXT_MISMATCH = "context-mismatch"
@@ -305,8 +313,10 @@ class Journal:
             return True
 
     def add_store(self, store: ReceivedStore, record: AssociationRecord | None) -> None:
+        """Add a store where its request's arrival puts it (stores are journalled when
+        they end: one stalled or still arriving ends after later ones)."""
         with self.lock:
-            self._stores.append(store)
+            bisect.insort(self._stores, store, key=_arrival)
             if record is not None:
                 record.stores += 1
 
@@ -388,4 +398,5 @@ class Journal:
             self._deferred_checks.clear()
             self._listeners.clear()
             self._request_listeners.clear()
+            self._next_id = 1
             self.refused_connections = 0

@@ -32,7 +32,15 @@ from .admission import Admission, RejectRule, check_identity
 from .checks import uid_mismatch
 from .config import IdentityCheck, ScpConfig, is_loopback
 from .connection import Connection
-from .journal import AssociationRecord, Journal, Listener, ReceivedStore, Violation, printable
+from .journal import (
+    AssociationRecord,
+    Journal,
+    Listener,
+    ReceivedStore,
+    Violation,
+    ViolationKind,
+    printable,
+)
 from .matching import Plan, RuleTable
 from .negotiation import Policy
 from .rules import Decision, Rule, RuleBuilder, StoreContent, StoreRequest
@@ -471,7 +479,7 @@ class MockScp(Verdicts):
         if not hit and plan.decision is None and self.config.strict_rules:
             self._journal.violation(
                 Violation(
-                    "unmatched-store",
+                    ViolationKind.UNMATCHED_STORE,
                     request.association_id,
                     f"store {request.nth} ({printable(request.sop_instance_uid)}) matched no "
                     "rule (strict_rules)",

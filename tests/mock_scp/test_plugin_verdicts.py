@@ -405,12 +405,6 @@ def test_a_marked_open_association_is_waited_for_once(pytester: pytest.Pytester)
     assert timings.get("teardown", 0.0) < 1.0  # and the teardown did not again
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MockScp.reset() restarts the store counter but not the association ids "
-    "(Journal.reset keeps its next id), so a test's first association is numbered after "
-    "the previous tests' ones in its records and in every message",
-)
 def test_each_test_numbers_its_associations_from_one(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """

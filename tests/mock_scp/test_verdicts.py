@@ -352,12 +352,6 @@ def test_what_the_peer_sent_cannot_forge_lines(
     assert not any(line.startswith(("LINE", "\x1b")) for line in lines)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MockScp.received lists stores in the order they ended, not the order their "
-    "requests arrived as documented: a store still receiving (or stalled) when a later "
-    "one is answered comes after it",
-)
 def test_received_is_in_arrival_order(scp: MockScp, raw: Callable[[int], Any], h: Any) -> None:
     slow, quick = raw(scp.port), raw(scp.port)
     slow.associate()
