@@ -153,6 +153,10 @@ class Transfer:
             return
         try:
             callback(event)
+        except KeyboardInterrupt:
+            # Ctrl-C while a callback ran (or a callback that means to stop): the entry
+            # is already accounted; the workers stop where it is safe.
+            self.interruption.interrupt()
         except Exception as exc:
             log.error("a %s callback raised %r; the transfer goes on", type(event).__name__, exc)
             if self.callback_error is None:
