@@ -234,6 +234,8 @@ def test_concurrency_reads_in_parallel_one_stream_per_sender(
 def test_a_large_object_is_checked_with_one_small_ranged_read(
     s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # bench/ is a folder of the checkout, not an installed package.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
     from bench import corpus
 
     path = corpus.big_file(tmp_path, size_bytes=24 << 20)
@@ -424,7 +426,8 @@ def test_an_interrupted_send_resumes_from_the_journal(s3: S3Server, tmp_path: Pa
         with pytest.raises(Interrupted) as raised:
             first.send(on_file_sending=ctrl_c, journal=journal)
         done = [o.file for o in raised.value.result.files if o.ok]
-        assert done == sorted(expected)[:3]
+        # The store in flight (the fourth) is given its moment to be answered.
+        assert done == sorted(expected)[:4]
         # A new sender, the objects listed again: the journal keys are the same.
         second = sender(scp, s3)
         second.add_directory(f"s3://{bucket}/study/")
