@@ -107,9 +107,6 @@ def test_codec_panic_fails_one_entry_and_the_others_are_sent(
     assert instance_uid(panic) not in received
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the converter child writes the Rust panic and its backtrace to stderr"
-)
 @pytest.mark.timeout(120)
 def test_scukit_send_reports_a_codec_panic_without_a_traceback(tmp_path: Path) -> None:
     files, panic = _hostile_batch(tmp_path)
