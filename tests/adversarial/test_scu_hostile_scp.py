@@ -19,7 +19,7 @@ import pytest
 from scu import ConnectionFailed, StoreScu
 from scu.protocol import dimse, pdu
 from scu.protocol.pdu import PduType
-from tests.support.hostile import Harassment, HostileScp, PeerClosed, ScpConn, p_data, raw_pdu
+from tests.support.hostile import Harassment, HostileScp, PeerClosed, RawConn, p_data, raw_pdu
 from tests.support.recorder import Recorder
 from tests.support.scu_helpers import write_series
 from tests.support.victim import send_in_child
@@ -54,7 +54,7 @@ def _send(scu: StoreScu, files: list[str]) -> tuple[Any, Recorder, float]:
 # --- release ------------------------------------------------------------------------------
 
 
-def _release_answered_with_p_data(conn: ScpConn) -> Harassment:
+def _release_answered_with_p_data(conn: RawConn) -> Harassment:
     """Store everything, then answer A-RELEASE-RQ with a C-STORE-RSP every second."""
     conn.accept()
     first = conn.serve_until_control()
@@ -64,7 +64,7 @@ def _release_answered_with_p_data(conn: ScpConn) -> Harassment:
     return conn.harass(iter(lambda: piece, None), interval=1.0)
 
 
-def _release_rp_dripped(conn: ScpConn) -> Harassment:
+def _release_rp_dripped(conn: RawConn) -> Harassment:
     """Store everything, then drip the A-RELEASE-RP one byte a second."""
     conn.accept()
     first = conn.serve_until_control()
@@ -101,7 +101,7 @@ def test_release_that_never_completes_is_aborted_at_the_acse_deadline(
 # --- negotiation --------------------------------------------------------------------------
 
 
-def _ac_dripped(conn: ScpConn) -> tuple[int, Harassment]:
+def _ac_dripped(conn: RawConn) -> tuple[int, Harassment]:
     conn.read_associate_rq()
     ac = conn.associate_ac()
     return len(ac), conn.harass((ac[i : i + 1] for i in range(len(ac))), interval=1.0)
@@ -145,13 +145,13 @@ def test_associate_ac_dripped_one_byte_a_second_fails_at_the_acse_deadline(
 _EMPTY_FRAGMENTS = raw_pdu(0x04, struct.pack(">LBB", 2, 1, 0x01) * ((16384 - 10) // 6))
 
 
-def _flood_empty_fragments(conn: ScpConn) -> int:
+def _flood_empty_fragments(conn: RawConn) -> int:
     conn.accept()
     conn.read_request()
     return conn.flood(_EMPTY_FRAGMENTS * 64, seconds=60)
 
 
-def _command_never_ends(conn: ScpConn) -> Harassment:
+def _command_never_ends(conn: RawConn) -> Harassment:
     conn.accept()
     request = conn.read_request()
     piece = p_data(request.context_id, b"\x00" * 16000, command=True, last=False)
@@ -168,7 +168,7 @@ def test_endless_empty_fragments_while_a_response_is_awaited_keep_memory_flat(
     files = write_series(tmp_path, 3)
     served = {"n": 0}
 
-    def script(conn: ScpConn) -> object:
+    def script(conn: RawConn) -> object:
         served["n"] += 1
         if served["n"] == 1:
             return _flood_empty_fragments(conn)
@@ -201,7 +201,7 @@ def test_command_set_that_never_ends_is_refused_at_64_kib(tmp_path: Path) -> Non
     files = write_series(tmp_path, 2)
     served = {"n": 0}
 
-    def script(conn: ScpConn) -> object:
+    def script(conn: RawConn) -> object:
         served["n"] += 1
         if served["n"] == 1:
             return _command_never_ends(conn)
@@ -249,7 +249,7 @@ def test_absurd_pdu_lengths_are_refused_on_sight(tmp_path: Path, answer: bytes, 
     files = write_series(tmp_path, 3)
     served = {"n": 0}
 
-    def script(conn: ScpConn) -> object:
+    def script(conn: RawConn) -> object:
         served["n"] += 1
         conn.accept()
         if served["n"] > 1:
@@ -273,7 +273,7 @@ def test_absurd_pdu_lengths_are_refused_on_sight(tmp_path: Path, answer: bytes, 
 def test_associate_ac_claiming_gigabytes_is_refused_on_sight(tmp_path: Path) -> None:
     files = write_series(tmp_path, 2)
 
-    def script(conn: ScpConn) -> object:
+    def script(conn: RawConn) -> object:
         conn.read_associate_rq()
         return conn.harass([raw_pdu(0x02, b"\x00" * 64, length=0xFFFFFFF0)], 0.0, linger=20.0)
 
@@ -301,7 +301,7 @@ def _lying_scp(lie: str) -> Any:
 
     served = {"n": 0}
 
-    def script(conn: ScpConn) -> object:
+    def script(conn: RawConn) -> object:
         served["n"] += 1
         conn.accept()
         if served["n"] > 1:
@@ -372,7 +372,7 @@ def test_tls_handshake_dripped_one_byte_a_second_fails_at_the_acse_deadline(
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
 
-    def script(conn: ScpConn) -> object:
+    def script(conn: RawConn) -> object:
         return conn.harass((_TLS_RECORD[i : i + 1] for i in range(len(_TLS_RECORD))), 1.0)
 
     with HostileScp(script) as scp:
@@ -393,7 +393,7 @@ def test_tls_handshake_dripped_one_byte_a_second_fails_at_the_acse_deadline(
 def test_hostile_helpers_fail_loudly_on_a_broken_script(tmp_path: Path) -> None:
     """A script that breaks is reported (so a silent helper cannot make a test pass)."""
 
-    def broken(conn: ScpConn) -> object:
+    def broken(conn: RawConn) -> object:
         conn.accept()
         raise RuntimeError("script bug")
 

@@ -12,7 +12,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from scu.protocol import dimse, pdu
@@ -31,13 +31,15 @@ __all__ = [
     "Harassment",
     "HostileScp",
     "PeerClosed",
+    "RawConn",
     "Request",
-    "ScpConn",
     "p_data",
     "raw_pdu",
 ]
 
 _HEADER = struct.Struct(">BxL")
+CT = "1.2.840.10008.5.1.4.1.1.2"
+EXPLICIT = "1.2.840.10008.1.2.1"
 #: How long a script waits for the SCU's next bytes before it gives up.
 READ_TIMEOUT = 30.0
 
@@ -88,8 +90,9 @@ class Request:
         )
 
 
-class ScpConn:
-    """One accepted connection, as a script sees it."""
+class RawConn:
+    """One connection driven byte by byte: a connection the hostile SCP accepted, as its
+    script sees it, or (:meth:`connect`) a hostile SCU's connection to a server."""
 
     def __init__(self, sock: socket.socket, stop: threading.Event) -> None:
         self.sock = sock
@@ -99,6 +102,47 @@ class ScpConn:
         self.request: AssociateRQ | None = None
         self.bytes_sent = 0
         self._command: CommandReceived | None = None
+
+    @classmethod
+    def connect(cls, port: int, stop: threading.Event | None = None) -> RawConn:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=READ_TIMEOUT)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(sock, stop or threading.Event())
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    # -- as an SCU
+
+    def associate(
+        self,
+        contexts: Sequence[tuple[int, str, Sequence[str]]] = ((1, CT, (EXPLICIT,)),),
+        *,
+        max_pdu_length: int = 16384,
+    ) -> ControlPdu:
+        """Send an A-ASSOCIATE-RQ; the answer."""
+        request = pdu.AssociateRQ(
+            called_ae_title="ANY-SCP",
+            calling_ae_title="HOSTILE",
+            contexts=tuple(pdu.ContextProposal(c, a, tuple(ts)) for c, a, ts in contexts),
+            max_pdu_length=max_pdu_length,
+        )
+        self.send(pdu.encode_associate_rq(request))
+        return self.read_control()
+
+    def read_status(self) -> int:
+        """The Status of the next response (the next complete command set)."""
+        while True:
+            event = self.next_event()
+            if isinstance(event, ControlPdu):
+                raise PeerClosed(f"{event.pdu_type.label} instead of a response")
+            if isinstance(event, CommandReceived):
+                status = event.command.status
+                assert status is not None, "a response without a Status"
+                return status
 
     # -- reading
 
@@ -260,7 +304,7 @@ class ScpConn:
 
 @dataclass
 class Harassment:
-    """What :meth:`ScpConn.harass` did and saw: pieces sent, the control PDUs the SCU
+    """What :meth:`RawConn.harass` did and saw: pieces sent, the control PDUs the SCU
     sent meanwhile (an A-ABORT, say), and whether the SCU closed the connection."""
 
     sent: int = 0
@@ -276,7 +320,7 @@ class Harassment:
         return None
 
 
-Script = Callable[[ScpConn], object]
+Script = Callable[[RawConn], object]
 
 
 @dataclass
@@ -359,7 +403,7 @@ class HostileScp:
             thread.start()
 
     def _run(self, sock: socket.socket) -> None:
-        conn = ScpConn(sock, self._stop)
+        conn = RawConn(sock, self._stop)
         try:
             result = self.script(conn)
             with self._lock:
