@@ -374,11 +374,7 @@ class Connection:
         return self.journal.new_association(
             calling_ae_title=request.calling_ae_title if request else "",
             called_ae_title=request.called_ae_title if request else "",
-            proposed_contexts=[
-                (c.context_id, c.abstract_syntax, c.transfer_syntaxes) for c in request.contexts
-            ]
-            if request
-            else [],
+            proposed_contexts=_proposed(request) if request else [],
             accepted_contexts=[],
             max_pdu_length=request.max_pdu_length if request else 0,
             peer=self.peer,
@@ -628,6 +624,18 @@ class Connection:
             outputs = self.machine.receive(self._stall_view[:n])
             if self.machine.ended:
                 return outputs
+
+
+def _proposed(request: AssociateRQ) -> list[tuple[int, str, tuple[str, ...]]]:
+    """The proposed contexts for the journal, each distinct one held once: a request
+    may repeat one context thousands of times, and the record lives as long as the
+    journal."""
+    seen: dict[tuple[int, str, tuple[str, ...]], tuple[int, str, tuple[str, ...]]] = {}
+    out = []
+    for c in request.contexts:
+        key = (c.context_id, c.abstract_syntax, c.transfer_syntaxes)
+        out.append(seen.setdefault(key, key))
+    return out
 
 
 def _abstract(request: AssociateRQ, context_id: int) -> str:
