@@ -571,13 +571,14 @@ class Connection:
         if store.file is not None and classify(status) is not StatusCategory.FAILURE:
             # Written before the answer: a store that cannot be kept is not a success.
             path = store.file.commit(store.request.sop_instance_uid, store.request.nth)
-            if path is None:
-                status, comment = 0xA700, error_comment(store.file.error or "cannot write")
+            error = None if path is not None else store.file.error or "cannot write"
+            if error is not None:
+                status, comment = 0xA700, error_comment(error)
             store.file = None
             received = self._store_ended(status, action.name, True, comment)
             if received is not None:
                 received.path = path
-                received.write_error = None if path is not None else comment
+                received.write_error = error  # in full: the comment may be cut short
         else:
             received = self._store_ended(status, action.name, True, comment)
         assert received is not None

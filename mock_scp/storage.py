@@ -301,7 +301,8 @@ class StoreFile:
             self._fail(exc)
 
     def _fail(self, exc: OSError) -> None:
-        self.error = f"cannot write to {self._writer.directory}: {exc.strerror or exc}"
+        # The reason first: an Error Comment holds 64 characters, and a path can be long.
+        self.error = f"cannot write: {exc.strerror or exc} (in {self._writer.directory})"
         self.discard()
 
     def _write(self, data: bytes | bytearray | memoryview) -> None:

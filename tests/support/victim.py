@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MockProcess", "proc_status", "send_in_child"]
+__all__ = ["MockProcess", "private_tmpfs", "proc_status", "send_in_child"]
 
 HERE = Path(__file__).resolve()
 
@@ -75,7 +76,15 @@ def _mock_stats(scp: Any) -> dict[str, Any]:
         "violation_samples": [str(v)[:300] for v in violations[:5]],
         "in_memory": scp._payloads.in_memory,
         "errors": [repr(e) for e in scp.errors],
+        "store_files": _listing(scp.store_dir),
     }
+
+
+def _listing(directory: Path | None) -> list[str] | None:
+    """Every name in ``directory`` (hidden ones included), or ``None`` without one."""
+    if directory is None or not directory.is_dir():
+        return None
+    return sorted(os.listdir(directory))
 
 
 def _run_mock(options: dict[str, Any]) -> int:
@@ -145,18 +154,42 @@ def _env() -> dict[str, str]:
     return env
 
 
-class MockProcess:
-    """A MockScp in a child process; use as a context manager."""
+def private_tmpfs(directory: Path, *, size: str, read_only: bool = False) -> list[str] | None:
+    """A command prefix that runs a program with a small tmpfs of its own mounted on
+    ``directory`` (read-only if asked), seen by that program alone: in a private mount
+    namespace (root), else in a user namespace (an unprivileged user, where the kernel
+    allows it). ``None`` when neither is possible here."""
+    where = shlex.quote(str(directory))
+    script = f"mount -t tmpfs -o size={size},mode=0777 tmpfs {where}"
+    if read_only:
+        script += f" && mount -o remount,ro {where}"
+    script += ' && exec "$@"'
+    for unshare in (["unshare", "-m"], ["unshare", "-r", "-m"]):
+        try:
+            probe = subprocess.run(
+                [*unshare, "sh", "-c", script, "sh", "true"], capture_output=True, timeout=30
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if probe.returncode == 0:
+            return [*unshare, "sh", "-c", script, "sh"]
+    return None
 
-    def __init__(self, **options: Any) -> None:
+
+class MockProcess:
+    """A MockScp in a child process; use as a context manager. ``prefix`` runs it under
+    another command (see :func:`private_tmpfs`)."""
+
+    def __init__(self, *, prefix: list[str] | None = None, **options: Any) -> None:
+        options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
         self.proc = subprocess.Popen(
-            _command("mock", options),
+            [*(prefix or []), *_command("mock", options)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env=_env(),
-            cwd=HERE.parent.parent.parent.parent,
+            cwd=HERE.parent,
         )
         first = self._line()
         self.port: int = first["port"]
@@ -228,7 +261,7 @@ def send_in_child(spec: dict[str, Any], *, timeout: float) -> dict[str, Any]:
         text=True,
         timeout=timeout,
         env=_env(),
-        cwd=HERE.parent.parent.parent.parent,
+        cwd=HERE.parent,
     )
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
     assert done.returncode == 0 and lines, (done.returncode, done.stderr[-3000:])
