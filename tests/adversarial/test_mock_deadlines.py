@@ -6,6 +6,8 @@ taken for an idle one."""
 
 from __future__ import annotations
 
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -224,3 +226,44 @@ def test_an_scu_working_without_a_pause_is_never_taken_for_idle(tmp_path: Path, 
         assert scp.wait_idle(MARGIN)
         ends = [(r.ended, r.end_detail) for r in scp.associations]
     assert ends == [("released", "A-RELEASE by the SCU")], ends
+
+
+def _server_tls(tmp_path: Path) -> ssl.SSLContext:
+    """A server context with a self-signed certificate made now (EC: quick)."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+#: The start of a TLS ClientHello record (512 bytes announced) that never gets its body.
+_CLIENT_HELLO = bytes((0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xFC)) + bytes(508)
+
+
+@pytest.mark.timeout(60)
+def test_a_tls_handshake_dripped_a_byte_a_second_is_cut_at_the_acse_deadline(
+    tmp_path: Path, stop: threading.Event
+) -> None:
+    """The ACSE deadline covers the TLS handshake: a client that drips its ClientHello
+    is cut off at it (the handshake journaled as failed), and frees its connection."""
+    acse = 2.0
+    with MockScp(tls=_server_tls(tmp_path), acse_timeout=acse, max_associations=1,
+                 max_connections=1) as scp:  # fmt: skip
+        conn = RawConn.connect(scp.port, stop)
+        started = time.monotonic()
+        try:
+            seen = conn.harass((_CLIENT_HELLO[i : i + 1] for i in range(len(_CLIENT_HELLO))), 1.0)
+        finally:
+            conn.close()
+        elapsed = time.monotonic() - started
+        assert scp.wait_idle(MARGIN)
+        (record,) = scp.associations
+    assert seen.closed and 1 <= seen.sent < len(_CLIENT_HELLO), seen
+    assert elapsed < acse + MARGIN
+    assert record.ended == "aborted" and record.tls
+    assert "TLS handshake failed" in (record.end_detail or ""), record.end_detail
