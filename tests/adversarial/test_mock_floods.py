@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,6 +86,37 @@ def test_600_connections_claiming_megabyte_requests(
         final = mock.wait_until(lambda s: s["stored"] == 3)
         assert final["errors"] == [], final
         assert final["threads"] <= baseline["Threads"] + 2, final
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="mock_scp.server._accept_loop returns on any OSError from accept(): a flood "
+    "that exhausts the file descriptors (EMFILE, max_connections above the process's "
+    "limit) stops the server accepting for good, and later SCUs time out",
+)
+@pytest.mark.timeout(120)
+def test_a_flood_past_the_file_descriptor_limit_does_not_stop_the_server(
+    tmp_path: Path, sockets: list[socket.socket]
+) -> None:
+    """The mock may open 40 files, and would hold 200 connections: 100 connections
+    exhaust its descriptors. Once they are gone, a sender must get through again."""
+    with MockProcess(max_associations=50, acse_timeout=30, rlimit_nofile=40) as mock:
+        for _ in range(100):
+            try:
+                sock = socket.create_connection(("127.0.0.1", mock.port), timeout=5)
+            except OSError:
+                continue
+            sockets.append(sock)
+        deadline = time.monotonic() + MARGIN
+        while mock.open_files() < 38 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert mock.open_files() >= 38, "the flood did not reach the limit"
+        for sock in sockets:
+            sock.close()
+        sockets.clear()
+        while mock.open_files() > 20 and time.monotonic() < deadline + MARGIN:
+            time.sleep(0.05)
+        assert _send_files(mock.addr, tmp_path) == (3, 0)
 
 
 def _contexts_rq(count: int) -> bytes:

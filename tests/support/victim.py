@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shlex
 import subprocess
 import sys
@@ -90,6 +91,9 @@ def _listing(directory: Path | None) -> list[str] | None:
 def _run_mock(options: dict[str, Any]) -> int:
     from mock_scp import MockScp
 
+    descriptors = options.pop("rlimit_nofile", None)
+    if descriptors is not None:  # a process that may open this many files at most
+        resource.setrlimit(resource.RLIMIT_NOFILE, (descriptors, descriptors))
     scp = MockScp(**options).start()
     print(json.dumps({"port": scp.port, **_mock_stats(scp)}), flush=True)
     for line in sys.stdin:
@@ -178,7 +182,8 @@ def private_tmpfs(directory: Path, *, size: str, read_only: bool = False) -> lis
 
 class MockProcess:
     """A MockScp in a child process; use as a context manager. ``prefix`` runs it under
-    another command (see :func:`private_tmpfs`)."""
+    another command (see :func:`private_tmpfs`); ``rlimit_nofile`` among the options
+    limits the files the child may have open."""
 
     def __init__(self, *, prefix: list[str] | None = None, **options: Any) -> None:
         options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
@@ -222,6 +227,10 @@ class MockProcess:
     def status(self) -> dict[str, int]:
         """RSS, peak RSS and threads now, read from outside (no help from the child)."""
         return proc_status(self.proc.pid)
+
+    def open_files(self) -> int:
+        """How many file descriptors the child has open now."""
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
     def wait_until(self, check: Any, timeout: float = 30.0) -> dict[str, Any]:
         """Poll :meth:`stats` until ``check(stats)`` holds; the last stats either way."""
