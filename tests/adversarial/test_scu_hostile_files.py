@@ -326,3 +326,23 @@ def test_a_file_that_changes_size_mid_send(tmp_path: Path, concurrency: int, cha
         assert outcome[big].ok, outcome[big].error
         assert big_store.complete and big_store.status == 0
         assert bytes(big_store.data) == original[len(original) - big_store.size :]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="scu.cli.format_summary prints file names as they are: a name holding a newline "
+    "forges a line of the summary, and an ANSI escape in it reaches the terminal",
+)
+@pytest.mark.timeout(60)
+def test_scukit_send_escapes_hostile_file_names(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a\x1b[31mRED\nFORGED LINE.dcm").write_bytes(b"not DICOM")
+    with MockScp() as scp:
+        done = subprocess.run(
+            [*scukit(), "send", scp.addr, str(folder)], capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "FORGED LINE" in done.stdout  # the file is reported...
+    assert "\x1b" not in done.stdout  # ...escaped
+    assert not [ln for ln in done.stdout.splitlines() if ln.startswith("FORGED")], done.stdout

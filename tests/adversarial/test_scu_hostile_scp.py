@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ssl
 import struct
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from scu.protocol.pdu import PduType
 from tests.support.hostile import Harassment, HostileScp, PeerClosed, RawConn, p_data, raw_pdu
 from tests.support.recorder import Recorder
 from tests.support.scu_helpers import write_series
+from tests.support.serve import scukit
 from tests.support.victim import send_in_child
 
 ACSE = 2.0
@@ -388,6 +390,39 @@ def test_tls_handshake_dripped_one_byte_a_second_fails_at_the_acse_deadline(
     assert elapsed < ACSE + MARGIN
     (seen,) = scp.results
     assert isinstance(seen, Harassment) and seen.closed and 2 <= seen.sent < len(_TLS_RECORD)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="scu.cli prints the SCP's Error Comment as it came: the worker folds whitespace, "
+    "but an ANSI escape or a BEL reaches the terminal",
+)
+@pytest.mark.timeout(60)
+def test_scukit_send_escapes_the_scps_error_comment(tmp_path: Path) -> None:
+    (path,) = write_series(tmp_path, 1)
+    comment = "\x1b]0;owned\x07\x1b[2Jdisk full"
+
+    def script(conn: RawConn) -> object:
+        conn.accept()
+        request = conn.read_request()
+        rsp = dimse.encode_store_rsp(
+            request.message_id,
+            0xA700,
+            sop_class_uid=request.command.affected_sop_class_uid or "",
+            sop_instance_uid=request.command.affected_sop_instance_uid or "",
+            error_comment=comment,
+        )
+        conn.send(pdu.encode_p_data(request.context_id, rsp, command=True, max_pdu_length=0))
+        return conn.serve_until_control()
+
+    with HostileScp(script) as scp:
+        done = subprocess.run(
+            [*scukit(), "send", scp.addr, path], capture_output=True, text=True, timeout=60
+        )
+        scp.join()
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "disk full" in done.stdout  # the comment is reported...
+    assert "\x1b" not in done.stdout and "\x07" not in done.stdout  # ...escaped
 
 
 def test_hostile_helpers_fail_loudly_on_a_broken_script(tmp_path: Path) -> None:
