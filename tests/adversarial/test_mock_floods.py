@@ -106,6 +106,7 @@ def test_a_flood_past_the_file_descriptor_limit_does_not_stop_the_server(
                 sock = socket.create_connection(("127.0.0.1", mock.port), timeout=5)
             except OSError:
                 continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sockets.append(sock)
         deadline = time.monotonic() + MARGIN
         while mock.open_files() < 38 and time.monotonic() < deadline:

@@ -279,4 +279,7 @@ def send_in_child(spec: dict[str, Any], *, timeout: float) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    # Run by path: this folder is first on the path, and its modules must not shadow
+    # anything the child imports.
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE.parent]
     raise SystemExit(main(sys.argv))
