@@ -60,6 +60,12 @@ def _run_drippers(
     return threads, seen, ended
 
 
+def _held(scp: MockScp) -> int:
+    """Connections the mock holds now (accepted, served or about to be)."""
+    with scp._lock:
+        return len(scp._connections) + scp._in_flight
+
+
 def _send_until_through(scp: MockScp, files: list[str], deadline: float) -> tuple[Any, int]:
     """Try to send until it works (or ``deadline`` seconds pass); the result and how many
     attempts were turned away first."""
@@ -101,7 +107,10 @@ def test_dripping_the_associate_request_is_cut_at_the_acse_deadline(
     ) as scp:
         started = time.monotonic()
         threads, seen, ended = _run_drippers(scp.port, _drip_associate_rq, stop)
-        time.sleep(0.5)  # every dripper holds its connection by now
+        deadline = time.monotonic() + MARGIN
+        while _held(scp) < DRIPPERS:  # every dripper holds one of the connections
+            assert time.monotonic() < deadline, "the drippers never got their connections"
+            time.sleep(0.01)
         result, refused = _send_until_through(scp, files, deadline=acse + MARGIN)
         for thread in threads:
             thread.join(acse + MARGIN)

@@ -193,7 +193,7 @@ def test_endless_empty_fragments_while_a_response_is_awaited_keep_memory_flat(
     assert f"dimse_timeout={DIMSE}s" in (outcomes[0][1] or "")
     assert report["seconds"] < DIMSE + MARGIN
     flooded = next(r for r in scp.results if isinstance(r, int))
-    assert flooded > 4 * MIB, "the flood did not get going; the test proves nothing"
+    assert flooded > 2 * MIB, "the flood did not get going; the test proves nothing"
     grown_mib = (report["peak_rss_kb"] - report["baseline_rss_kb"]) / 1024
     assert grown_mib < 64, f"the SCU grew {grown_mib:.0f} MiB under a {flooded >> 20} MiB flood"
 
