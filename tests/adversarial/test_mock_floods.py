@@ -221,3 +221,37 @@ def test_a_command_set_that_never_ends_is_refused_at_64_kib() -> None:
     assert seen.sent * 16000 < 1 * MIB, seen  # refused on the limit, not on a deadline
     assert record.ended == "aborted"
     assert any("command set longer than 65536 bytes" in v.detail for v in violations), violations
+
+
+@pytest.mark.timeout(60)
+def test_a_data_set_over_max_dataset_size_is_refused_at_the_limit(tmp_path: Path) -> None:
+    """With ``max_dataset_size``, a data set that goes past it is refused there (A-ABORT,
+    a protocol violation, the store journaled as interrupted), whatever follows."""
+    limit = 1 * MIB
+    with MockScp(max_dataset_size=limit, dimse_timeout=30) as scp:
+        conn = RawConn.connect(scp.port)
+        try:
+            assert conn.associate().pdu_type is PduType.ASSOCIATE_AC
+            command = dimse.encode_store_rq(1, CT, "1.2.826.0.1.3680043.10.1399.66.4")
+            conn.send(p_data(1, command, command=True, last=True))
+            piece = p_data(1, bytes(16000), command=False, last=False)
+            seen = conn.harass(iter(lambda: piece, None), interval=0.001, linger=0.0)
+        finally:
+            conn.close()
+        big = write_series(tmp_path / "big", 1, prefix="big", rows=1024, columns=1024)
+        small = write_series(tmp_path / "small", 1, prefix="small")
+        scu = StoreScu(scp.addr, dimse_timeout=10)
+        for path in [*big, *small]:
+            scu.add_file(path)
+        result = scu.send()
+        assert scp.wait_idle(MARGIN)
+        received = scp.received
+        violations = scp.violations
+    assert seen.closed and seen.aborted == (2, 6), seen
+    assert 64 <= seen.sent < 1000, seen  # refused past 1 MiB, not streamed on and on
+    assert [o.ok for o in result.files] == [False, True], result.files
+    assert "A-ABORT" in (result.files[0].error or ""), result.files[0].error
+    assert [(s.action, s.complete) for s in received[:2]] == [("interrupted", False)] * 2
+    assert received[2].status == 0
+    over = [v for v in violations if "larger than the 1048576-byte limit" in v.detail]
+    assert len(over) == 2, violations
