@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import checks, compare, corpus, procs
+from bench import checks, compare, corpus, memory, procs
 from bench.runs import CHECKS, MB, REFERENCE, RUNS, RunResult, fill_ratios, measure
 
 DEFAULT_WORKDIR = Path(__file__).resolve().parent / "out"
@@ -55,10 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--runs",
-        type=lambda v: _names(v, [*run_names, *CHECKS], "run"),
+        type=lambda v: _names(v, [*run_names, *CHECKS, *memory.CHECKS], "run"),
         default=None,
-        help=f"comma-separated runs and checks (default: all runs, queue, scale): "
-        f"{','.join([*run_names, *CHECKS])}",
+        help=f"comma-separated runs and checks (default: all runs, queue, scale, memory): "
+        f"{','.join([*run_names, *CHECKS, *memory.CHECKS])}",
     )
     p.add_argument("--big", action="store_true", help="also send a 1 GB file (check 'big')")
     p.add_argument("--big-bytes", type=int, default=1 << 30, help=argparse.SUPPRESS)
@@ -177,6 +177,8 @@ def render(report: dict[str, Any]) -> str:
                 f"  scale StoreScu c=1: {rates}; long/short {_fmt(c['ratio_long_to_short'], '.3f')}"
                 f" [{c['target']}]"
             )
+        elif c["check"] in memory.CHECKS and c.get("error") is None:
+            lines.append(memory.render(c))
         elif c["check"] == "big" and c.get("error") is None:
             lines.append(
                 f"  big file {c['bytes'] / MB:,.0f} MB: {c['seconds']:.2f} s, "
@@ -236,9 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             ]
         except (ValueError, compare.CompareError) as exc:
             build_parser().error(str(exc))
-    selected = args.runs or [*(r.name for r in RUNS), "queue", "scale"]
+    selected = args.runs or [*(r.name for r in RUNS), "queue", "scale", *memory.CHECKS]
     if versions:
-        selected = [name for name in selected if name not in CHECKS]
+        selected = [name for name in selected if name not in (*CHECKS, *memory.CHECKS)]
     if args.big and "big" not in selected:
         selected.append("big")
     runs = [r for r in RUNS if r.name in selected]
@@ -314,6 +316,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 workdir, size_bytes=size, logdir=logdir, timeout=args.timeout, log=_log
             )
         )
+
+    check_results += memory.run(
+        selected, workdir, smoke=args.smoke, logdir=logdir, timeout=args.timeout, log=_log
+    )
 
     report: dict[str, Any] = {
         "machine": {

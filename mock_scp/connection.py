@@ -4,8 +4,9 @@ around :class:`mock_scp.machine.ConnectionMachine`, which decides every state ch
 Deadlines, each for the whole exchange it guards (like the ARTIM timer of PS3.8):
 
 * ``acse_timeout``: the TLS handshake and the whole A-ASSOCIATE-RQ, from the TCP accept;
-* ``network_timeout``: the idle time between messages (the next PDU must start and, if
-  it is not P-DATA, arrive whole within it);
+* ``network_timeout``: the idle time between messages, from the answer to one (or the
+  A-ASSOCIATE-AC) to the first byte of the next; bytes that carry no message (an empty
+  P-DATA-TF) do not make an association busy;
 * ``dimse_timeout``: a whole DIMSE message (command and data set), from its first byte;
   time the mock itself spends throttling a slow read is not counted.
 
@@ -136,6 +137,8 @@ class Connection:
         self._deadline: float | None = None
         self._deadline_kind = "acse"
         self._accepted_at = time.monotonic()
+        #: When the association, idle since its last message, times out.
+        self._idle_deadline: float | None = None
 
     # --- plumbing ----------------------------------------------------------------------
 
@@ -230,10 +233,18 @@ class Connection:
                 seconds = config.dimse_timeout
                 self._deadline = None if seconds is None else now + seconds
             return
-        if self._deadline_kind != "network":
-            self._deadline_kind = "network"
-            seconds = config.network_timeout
-            self._deadline = None if seconds is None else now + seconds
+        # Idle: the clock started when the last message was answered, not now. A PDU that
+        # made the link busy for a while without carrying a message does not restart it.
+        self._deadline_kind = "network"
+        self._deadline = self._idle_deadline
+
+    def _idle_from_now(self) -> None:
+        """A message was dealt with (or the association accepted): the association is
+        idle from now on, and the next message gets a DIMSE deadline of its own."""
+        seconds = self.config.network_timeout
+        self._idle_deadline = None if seconds is None else time.monotonic() + seconds
+        self._deadline_kind = "network"
+        self._deadline = self._idle_deadline
 
     def _deadline_detail(self) -> str:
         config = self.config
@@ -241,7 +252,7 @@ class Connection:
             return f"ACSE timeout: no A-ASSOCIATE-RQ within {config.acse_timeout} s"
         if self._deadline_kind == "dimse":
             return f"DIMSE timeout: the message did not arrive within {config.dimse_timeout} s"
-        return f"network timeout: nothing within {config.network_timeout} s"
+        return f"network timeout: no message within {config.network_timeout} s"
 
     def _recv(self) -> int | None:
         """Read what is there within the current deadline; ``None`` when it passed."""
@@ -331,6 +342,7 @@ class Connection:
                 self._dataset_data(out)
             elif isinstance(out, StoreComplete):
                 self._store_complete()
+                self._idle_from_now()
             elif isinstance(out, FaultCarriedOut):
                 self._store_ended(None, "abort", False)
                 self._end("aborted", "A-ABORT by the mock during the dataset (rule)")
@@ -359,7 +371,7 @@ class Connection:
                     self.record = self._new_record(None)
                 self._end("aborted", f"A-ABORT by the mock: {out.detail}")
             elif isinstance(out, OtherCommand):
-                pass  # answered by the machine; nothing to journal
+                self._idle_from_now()  # answered by the machine; nothing to journal
 
     def _violation(self, kind: str, detail: str, message_id: int | None = None) -> None:
         record = self.record
@@ -371,11 +383,7 @@ class Connection:
         return self.journal.new_association(
             calling_ae_title=request.calling_ae_title if request else "",
             called_ae_title=request.called_ae_title if request else "",
-            proposed_contexts=[
-                (c.context_id, c.abstract_syntax, c.transfer_syntaxes) for c in request.contexts
-            ]
-            if request
-            else [],
+            proposed_contexts=_proposed(request) if request else [],
             accepted_contexts=[],
             max_pdu_length=request.max_pdu_length if request else 0,
             peer=self.peer,
@@ -435,6 +443,7 @@ class Connection:
             self.machine.peer_closed()
             return
         self.journal.notify(record)
+        self._idle_from_now()
         self._handle(self.machine.resume())
         self._flush()
 
@@ -658,6 +667,18 @@ class Connection:
             outputs = self.machine.receive(self._stall_view[:n])
             if self.machine.ended:
                 return outputs
+
+
+def _proposed(request: AssociateRQ) -> list[tuple[int, str, tuple[str, ...]]]:
+    """The proposed contexts for the journal, each distinct one held once: a request
+    may repeat one context thousands of times, and the record lives as long as the
+    journal."""
+    seen: dict[tuple[int, str, tuple[str, ...]], tuple[int, str, tuple[str, ...]]] = {}
+    out = []
+    for c in request.contexts:
+        key = (c.context_id, c.abstract_syntax, c.transfer_syntaxes)
+        out.append(seen.setdefault(key, key))
+    return out
 
 
 def _abstract(request: AssociateRQ, context_id: int) -> str:

@@ -22,6 +22,7 @@ __all__ = [
     "HEAD_SIZE",
     "IMPLEMENTATION_CLASS_UID",
     "IMPLEMENTATION_VERSION_NAME",
+    "KEPT_HEAD",
     "Payload",
     "PayloadStore",
     "Sink",
@@ -36,20 +37,23 @@ __all__ = [
 #: the file meta of what it writes).
 IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1399.2"
 IMPLEMENTATION_VERSION_NAME = "SCUKIT_MOCK_02"
-#: Bytes of each data set always kept in memory, for the cheap checks.
+#: Bytes of each data set looked at by the cheap checks while it arrives.
 HEAD_SIZE = 64 * 1024
+#: Bytes of a data set that is not kept (``keep_data=False``) kept all the same: the
+#: journal keeps a record of every store for as long as it lives.
+KEPT_HEAD = 1024
 
 
 class Payload:
     """Where one data set's bytes are: in memory, in a spill file, or not kept."""
 
-    __slots__ = ("head", "memory", "path", "size", "store")
+    __slots__ = ("_head", "memory", "path", "size", "store")
 
     def __init__(self) -> None:
         self.memory: bytearray | None = bytearray()
         self.path: str | None = None
         self.size = 0
-        self.head = b""
+        self._head = b""
         self.store: PayloadStore | None = None
 
     @classmethod
@@ -58,8 +62,26 @@ class Payload:
         payload = cls()
         payload.memory = bytearray(data)
         payload.size = len(data)
-        payload.head = bytes(data[:HEAD_SIZE])
         return payload
+
+    @property
+    def head(self) -> bytes:
+        """The first bytes of the data set: up to :data:`HEAD_SIZE` of a data set that is
+        kept (read from where it is, never held twice), :data:`KEPT_HEAD` of one that is
+        not."""
+        if self.memory is not None:
+            return bytes(self.memory[:HEAD_SIZE])
+        if self.path is not None:
+            try:
+                with open(self.path, "rb") as handle:
+                    return handle.read(HEAD_SIZE)
+            except OSError:
+                return b""
+        return self._head
+
+    @head.setter
+    def head(self, value: bytes) -> None:
+        self._head = value
 
     def read(self) -> bytes | bytearray:
         if self.memory is not None:
@@ -180,7 +202,8 @@ class Sink:
             self._file.close()
         if not self._store.keep_data:
             self.payload.memory = None
-        self.payload.head = bytes(self._head)
+            self.payload.head = bytes(self._head[:KEPT_HEAD])
+        self._head = bytearray()
         return self.payload
 
 
@@ -278,7 +301,8 @@ class StoreFile:
             self._fail(exc)
 
     def _fail(self, exc: OSError) -> None:
-        self.error = f"cannot write to {self._writer.directory}: {exc.strerror or exc}"
+        # The reason first: an Error Comment holds 64 characters, and a path can be long.
+        self.error = f"cannot write: {exc.strerror or exc} (in {self._writer.directory})"
         self.discard()
 
     def _write(self, data: bytes | bytearray | memoryview) -> None:

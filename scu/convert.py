@@ -171,10 +171,13 @@ class _Converter:
         if self._child is None or self._child.poll() is not None:
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+            # What the codecs write to stderr (a Rust panic's message and backtrace) must
+            # not land in the caller's output: the entry's error carries the message.
             self._child = subprocess.Popen(
                 [sys.executable, "-c", "from scu.convert import serve_child; serve_child()"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
                 env=env,
                 close_fds=True,
             )

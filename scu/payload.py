@@ -4,9 +4,14 @@ not grow with the file."""
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from io import FileIO
 from typing import TYPE_CHECKING
+
+from scu.source import file_kind
 
 if TYPE_CHECKING:
     from scu.remote import RemoteObject
@@ -52,10 +57,7 @@ class Payload:
         assert self.path is not None
         remaining = self.length - len(self.padding)
         view = memoryview(buffer)
-        try:
-            handle = self.remote.open() if self.remote else open(self.path, "rb", buffering=0)
-        except OSError as exc:
-            raise SourceError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
+        handle = self.remote.open() if self.remote else _open_regular(self.path)
         padded = not self.padding
         with handle:
             handle.seek(self.offset)
@@ -83,6 +85,28 @@ class Payload:
                 yield view[:filled]
         if not padded:  # the data filled its last chunk exactly
             yield memoryview(self.padding)
+
+
+def _open_regular(path: str) -> FileIO:
+    """The file at ``path`` opened for reading, if it is still a regular file: a FIFO
+    put in its place since it was queued must not block the sender (no writer may ever
+    come), nor a device feed it endless bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise SourceError(
+                f"{path} is {file_kind(mode)} now, not a regular file (changed after it was "
+                "queued?)"
+            )
+        os.set_blocking(fd, True)
+        return FileIO(fd, "rb", closefd=True)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class SourceError(Exception):

@@ -183,11 +183,25 @@ def _parse_meta(buf: Buffer, offset: int, end: int) -> tuple[dict[int, str], int
 
 
 def read_header(entry: Entry) -> Header:
-    """Read and check an entry; :class:`EntryError` names what is wrong with it."""
+    """Read and check an entry; :class:`EntryError` names what is wrong with it.
+
+    The error is raised afresh, with no traceback into the reader and no context: the
+    caller keeps it until the transfer ends, and the reader's frames hold the entry's
+    bytes (a deflated data set inflated up to :data:`MAX_INFLATED`)."""
     if entry.remote is not None:
         return entry.remote.read_header()  # ranged reads, through header_of
-    with entry.buffer() as buf:
-        return header_of(buf)
+    found = _header_or_problem(entry)
+    if isinstance(found, Header):
+        return found
+    raise EntryError(found)
+
+
+def _header_or_problem(entry: Entry) -> Header | str:
+    try:
+        with entry.buffer() as buf:
+            return header_of(buf)
+    except EntryError as exc:
+        return str(exc)
 
 
 def header_of(buf: Buffer, *, layouts: tuple[Layout, Layout] = (LITTLE, BIG)) -> Header:
@@ -274,19 +288,28 @@ def _plausible_dataset_start(buf: Buffer) -> bool:
 MAX_INFLATED = 256 << 20
 
 
+#: Bytes inflated per call: what one call may add to the memory beside the result.
+_INFLATE_STEP = 1 << 20
+
+
 def _inflate(buf: Buffer, offset: int) -> bytes:
-    """Inflate in steps, never beyond :data:`MAX_INFLATED`."""
+    """Inflate in steps of at most :data:`_INFLATE_STEP` bytes of output, never beyond
+    :data:`MAX_INFLATED` (a megabyte of deflated zeros inflates to a gigabyte: bounding
+    the input read per step bounds nothing)."""
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     out = bytearray()
     view = memoryview(buf)[offset:]
     try:
         for start in range(0, len(view), 1 << 20):
-            out += inflater.decompress(view[start : start + (1 << 20)], MAX_INFLATED + 1 - len(out))
-            if len(out) > MAX_INFLATED or inflater.unconsumed_tail:
-                raise EntryError(
-                    f"deflated data set inflates beyond {MAX_INFLATED >> 20} MiB from "
-                    f"{len(view)} bytes: refused as a deflate bomb"
-                )
+            pending: bytes | memoryview = view[start : start + (1 << 20)]
+            while pending:
+                out += inflater.decompress(pending, _INFLATE_STEP)
+                if len(out) > MAX_INFLATED:
+                    raise EntryError(
+                        f"deflated data set inflates beyond {MAX_INFLATED >> 20} MiB from "
+                        f"{len(view)} bytes: refused as a deflate bomb"
+                    )
+                pending = inflater.unconsumed_tail
         out += inflater.flush()
     except zlib.error as exc:
         raise EntryError(f"corrupt deflated data set: {exc}") from None

@@ -26,6 +26,7 @@ __all__ = [
     "IMPLEMENTATION_CLASS_UID",
     "IMPLEMENTATION_VERSION_NAME",
     "MAX_CONTEXTS",
+    "MAX_NOTES",
     "AssociateAC",
     "AssociateRJ",
     "AssociateRQ",
@@ -150,23 +151,39 @@ def _iter_items(data: bytes, start: int, end: int, where: str) -> Iterator[tuple
         offset += length
 
 
+#: Anomalies listed one by one per PDU; beyond, they are only counted (a request of
+#: 128 KiB can hold 8,000 duplicate contexts, and each note becomes a journal entry).
+MAX_NOTES = 32
+
+
 class _Notes:
-    """Collects what a tolerant decode forgave (trailing padding, odd bytes)."""
+    """Collects what a tolerant decode forgave (trailing padding, odd bytes), the first
+    :data:`MAX_NOTES` of them in words."""
 
     def __init__(self) -> None:
         self.items: list[str] = []
+        self.dropped = 0
+
+    def add(self, text: str) -> None:
+        if len(self.items) < MAX_NOTES:
+            self.items.append(text)
+        else:
+            self.dropped += 1
+
+    def all(self) -> tuple[str, ...]:
+        if not self.dropped:
+            return tuple(self.items)
+        return (*self.items, f"and {self.dropped} more anomalies like these")
 
     def uid(self, raw: bytes, what: str) -> str:
         text = raw.decode("ascii", "backslashreplace")
         stripped = text.rstrip("\x00 ")
         if stripped != text:
             pad = "a NUL" if text.endswith("\x00") else "a space"
-            self.items.append(
-                f"{what} {stripped!r} is padded with {pad} (UIDs in items are not padded)"
-            )
+            self.add(f"{what} {stripped!r} is padded with {pad} (UIDs in items are not padded)")
         problem = uid_problem(stripped)
         if problem is not None:
-            self.items.append(f"{what} {stripped!r} is not a valid UID: {problem}")
+            self.add(f"{what} {stripped!r} is not a valid UID: {problem}")
         return stripped
 
 
@@ -394,11 +411,9 @@ def decode_associate_rq(body: bytes) -> AssociateRQ:
         elif item_type == ItemType.CONTEXT_RQ:
             context = _decode_proposal(value, notes)
             if context.context_id in seen_ids:
-                notes.items.append(
-                    f"presentation context ID {context.context_id} is proposed twice"
-                )
+                notes.add(f"presentation context ID {context.context_id} is proposed twice")
             elif context.context_id % 2 == 0 or context.context_id == 0:
-                notes.items.append(
+                notes.add(
                     f"presentation context ID {context.context_id} is not an odd number 1..255"
                 )
             seen_ids.add(context.context_id)
@@ -425,7 +440,7 @@ def decode_associate_rq(body: bytes) -> AssociateRQ:
         else:
             other.append(item_type)
     if len(contexts) > MAX_CONTEXTS:
-        notes.items.append(
+        notes.add(
             f"{len(contexts)} presentation contexts proposed; the standard allows {MAX_CONTEXTS}"
         )
     return AssociateRQ(
@@ -441,7 +456,7 @@ def decode_associate_rq(body: bytes) -> AssociateRQ:
         role_selections=tuple(roles),
         async_operations=async_ops,
         other_user_items=tuple(other),
-        anomalies=tuple(notes.items),
+        anomalies=notes.all(),
         raw_titles=body[4:36],
     )
 
@@ -556,7 +571,7 @@ def decode_associate_ac(body: bytes) -> AssociateAC:
         implementation_class_uid=impl_uid,
         implementation_version_name=impl_version,
         user_identity_response=identity_response,
-        anomalies=tuple(notes.items),
+        anomalies=notes.all(),
     )
 
 

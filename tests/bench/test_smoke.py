@@ -80,13 +80,19 @@ def test_mock_receivers_journaled_every_store(smoke_report: dict[str, Any]) -> N
 @pytest.mark.interop
 def test_memory_and_scale_checks_report_figures(smoke_report: dict[str, Any]) -> None:
     checks = {c["check"]: c for c in smoke_report["checks"]}
-    assert set(checks) == {"queue", "scale"}
+    assert set(checks) == {"queue", "scale", "memory-serve", "memory-mock"}
     queue, scale = checks["queue"], checks["scale"]
     assert queue["error"] is None, queue
     assert queue["queued_rss_mib"] > 0 and queue["files"] > 0
     assert scale["error"] is None, scale
     assert all(v and v > 0 for v in scale["files_per_second"].values())
     assert scale["ratio_long_to_short"] > 0
+    for name in ("memory-serve", "memory-mock"):
+        memory = checks[name]
+        assert memory["error"] is None, memory
+        assert memory["stores"] > 0 and memory["bytes"] > 0, memory
+        assert memory["peak_rss_mib"] >= memory["baseline_rss_mib"] > 0, memory
+    assert checks["memory-mock"]["journaled"] == checks["memory-mock"]["stores"]
 
 
 def test_table_renders_errors_and_figures(monkeypatch: pytest.MonkeyPatch) -> None:
