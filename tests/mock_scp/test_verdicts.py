@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import pydoc
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -200,7 +201,7 @@ def test_an_association_left_silent_until_the_mock_timed_it_out_is_unreleased(
     peer = scp.associations[1].peer
     assert sorted(scp.unreleased()) == [
         "association 1 (IDLE) left silent until the mock gave up: A-ABORT by the mock: "
-        "network timeout: nothing within 0.3 s",
+        "network timeout: no message within 0.3 s",
         f"connection 2 from {peer} left silent until the mock gave up: ACSE timeout: "
         "no A-ASSOCIATE-RQ within 0.3 s",
     ]
@@ -353,12 +354,15 @@ def test_what_the_peer_sent_cannot_forge_lines(
 
 
 def test_received_is_in_arrival_order(scp: MockScp, raw: Callable[[int], Any], h: Any) -> None:
+    arrived = threading.Event()
+    scp.add_request_listener(lambda request: arrived.set())
     slow, quick = raw(scp.port), raw(scp.port)
     slow.associate()
     quick.associate()
     dataset = h.explicit_dataset("1.2.3.1", pad=1000)
     slow.p_data(1, h.store_command(h.CT, "1.2.3.1", 1), command=True)
     slow.p_data(1, dataset[:100], command=False, last=False)  # the first store, still arriving
+    assert arrived.wait(5)  # the first request has reached the mock
     quick.store(1, h.CT, "1.2.3.2", h.explicit_dataset("1.2.3.2"))
     assert quick.read_status() == 0
     slow.p_data(1, dataset[100:], command=False)
@@ -369,12 +373,15 @@ def test_received_is_in_arrival_order(scp: MockScp, raw: Callable[[int], Any], h
 def test_the_journal_lists_stores_in_the_order_they_arrived(
     scp: MockScp, raw: Callable[[int], Any], h: Any
 ) -> None:
+    arrived = threading.Event()
+    scp.add_request_listener(lambda request: arrived.set())
     slow, quick = raw(scp.port), raw(scp.port)
     slow.associate(calling="SLOW")
     quick.associate(calling="QUICK")
     dataset = h.explicit_dataset("1.2.3.1", pad=1000)
     slow.p_data(1, h.store_command(h.CT, "1.2.3.1", 1), command=True)
     slow.p_data(1, dataset[:100], command=False, last=False)
+    assert arrived.wait(5)  # the first request has reached the mock
     quick.store(1, h.CT, "1.2.3.2", h.explicit_dataset("1.2.3.2"))
     assert quick.read_status() == 0
     slow.p_data(1, dataset[100:], command=False)
