@@ -345,16 +345,22 @@ class StoreScu:
         association could be established at all (``.result`` accounts every entry as
         failed), :class:`CallbackError` after the transfer if a callback raised, and
         :class:`Interrupted` (a ``KeyboardInterrupt``) after accounting for every entry
-        when interrupted (Ctrl-C): the store in flight gets a moment to be answered.
+        when interrupted (Ctrl-C): the store in flight gets a moment to be answered; a
+        second Ctrl-C stops at once.
         """
         transfer = self._transfer(Callbacks(
             on_transfer_started, on_file_sending, on_file_sent, on_file_error, on_transfer_completed
         ), journal, resume)  # fmt: skip
-        transfer.prepare()
-        if self.concurrency == 1:
-            transfer.run_inline()
-        else:
-            transfer.run_threads()
+        try:
+            with transfer.sigint_interrupts():
+                transfer.prepare()
+                if self.concurrency == 1:
+                    transfer.run_inline()
+                else:
+                    transfer.run_threads()
+        except BaseException:  # a callback's SystemExit, say: the journal is not left open
+            transfer.close_journal()
+            raise
         return transfer.finish()
 
     async def send_async(
@@ -376,8 +382,18 @@ class StoreScu:
         transfer = self._transfer(Callbacks(
             on_transfer_started, on_file_sending, on_file_sent, on_file_error, on_transfer_completed
         ), journal, resume)  # fmt: skip
-        await asyncio.to_thread(transfer.prepare)
-        await transfer.run_async()
+        try:
+            preparing = asyncio.ensure_future(asyncio.to_thread(transfer.prepare))
+            try:
+                await asyncio.shield(preparing)
+            except asyncio.CancelledError:  # while the files were being read: stop reading
+                transfer.interruption.interrupt()
+                transfer.cancelled = True
+                await preparing
+            await transfer.run_async()
+        except BaseException:
+            transfer.close_journal()
+            raise
         return transfer.finish()
 
     def preflight(self) -> list[PreflightItem]:
