@@ -25,7 +25,7 @@ PASSWORD = "pw-Zq8#only-in-this-test"
 JWT = b"eyJhbGciOi.jwt-9f8e7d-secret.sig"
 KERBEROS = b"\x01\x02kerberos-ticket-5a5a\xff"
 SAML = b"<saml:Assertion>saml-secret-77</saml:Assertion>"
-SECRETS = (PASSWORD.encode(), JWT, KERBEROS, SAML)
+SECRETS = (PASSWORD.encode(), JWT, KERBEROS, b"kerberos-ticket-5a5a", SAML)
 SERVER_TOKEN = b"server-response-token-31"
 
 pytest_plugins = ["pytester"]
