@@ -339,12 +339,11 @@ class Transfer:
         raised between taking a worker's event and accounting it, it would lose that
         outcome (a file the SCP acknowledged reported as not sent, and missing from the
         transfer journal). A second Ctrl-C raises at once, except in the middle of
-        accounting an outcome. Only when SIGINT has Python's default handler: an
-        application's own handler is left alone."""
-        if (
-            threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-        ):
+        accounting an outcome. This holds for each of SIGINT and SIGTERM whose handler
+        is Python's ``signal.default_int_handler`` (SIGINT's by default; a program that
+        wants SIGTERM to interrupt a send the same way installs it for SIGTERM too); any
+        other handler is left alone."""
+        if threading.current_thread() is not threading.main_thread():
             yield
             return
 
@@ -354,11 +353,16 @@ class Transfer:
             if again and not self._accounting:
                 raise KeyboardInterrupt
 
-        previous = signal.signal(signal.SIGINT, interrupt)
+        previous = {
+            signum: signal.signal(signum, interrupt)
+            for signum in (signal.SIGINT, signal.SIGTERM)
+            if signal.getsignal(signum) is signal.default_int_handler
+        }
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def close_journal(self) -> None:
         if self.journal is not None:

@@ -181,6 +181,35 @@ def test_ctrl_c_while_the_mock_stalls(
     assert run["counts"] == {"successful": 1, "failed": 5, "total": 6, "already_sent": 0}
 
 
+def test_sigterm_interrupts_the_same_way_when_asked(pacs: MockScp, tmp_path: Path) -> None:
+    """A program that gives SIGTERM Python's KeyboardInterrupt handler (as ``scukit``
+    wants SIGTERM to end a send like Ctrl-C) gets the same accounting: the store in
+    flight aborted after the grace period, the rest not sent, nothing lost."""
+    files = write_series(tmp_path, 4)
+    pacs.on_store(nth=range(2, 100)).stall(60)
+
+    def sigterm() -> None:
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+
+    when_stores_arrive(pacs, 2, sigterm)
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        scu = make_scu(pacs, dimse_timeout=60)
+        for path in files:
+            scu.add_file(path)
+        rec = Recorder()
+        with pytest.raises(Interrupted) as caught:
+            scu.send(**rec.callbacks)
+        assert signal.getsignal(signal.SIGTERM) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    result = caught.value.result
+    check_interrupted(rec, result, files, pacs)
+    assert [o.ok for o in result.files] == [True, False, False, False]
+    assert IN_FLIGHT_ABORTED in (result.files[1].error or "")
+    assert [o.error for o in result.files[2:]] == [INTERRUPTED] * 2
+
+
 def test_the_store_in_flight_is_answered_within_the_grace_period(
     pacs: MockScp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
