@@ -159,10 +159,18 @@ class StoreScu:
         self.policy = SyntaxPolicy.from_options(transfer_syntax, never_transcode)
         if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
             raise ValueError(f"retries must be an integer 0..100, got {retries!r}")
-        backoff = validate_timeout(retry_backoff, parameter="retry_backoff")
-        if backoff is None:
-            raise ValueError("retry_backoff must be a positive number of seconds, got None")
-        self.retry = RetryPolicy(retries, backoff)
+        if (
+            isinstance(retry_backoff, bool)
+            or not isinstance(retry_backoff, int | float)
+            or not 0 <= retry_backoff <= 3600  # also refuses NaN
+        ):
+            raise ValueError(
+                f"retry_backoff must be a number of seconds 0..3600 (0: no wait between "
+                f"tries), got {retry_backoff!r}"
+            )
+        # The back-off doubles up to 30 s between tries, or up to retry_backoff if more.
+        backoff = float(retry_backoff)
+        self.retry = RetryPolicy(retries, backoff, max_backoff=max(30.0, backoff))
         for name, rate in (("max_rate", max_rate), ("max_bandwidth", max_bandwidth)):
             if rate is not None and (
                 isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0

@@ -265,6 +265,14 @@ def test_back_off_grows_exponentially_with_jitter(
         assert 2.0**n / 2 <= delay <= 2.0**n, delays
 
 
+def test_a_long_back_off_is_not_cut_short() -> None:
+    """The delays double up to 30 s, or up to retry_backoff when that is longer."""
+    assert StoreScu("127.0.0.1:104", retry_backoff=2).retry.max_backoff == 30.0
+    long = StoreScu("127.0.0.1:104", retry_backoff=120).retry
+    assert long.delay(1, draw=lambda: 1.0) == 120.0
+    assert long.delay(3, draw=lambda: 1.0) == 120.0
+
+
 def test_retry_policy_delays() -> None:
     policy = RetryPolicy(retries=10, backoff=0.5, max_backoff=5.0)
     assert [policy.delay(n, draw=lambda: 1.0) for n in range(1, 7)] == [0.5, 1, 2, 4, 5, 5]
@@ -297,10 +305,21 @@ def test_invalid_retries(value: object) -> None:
         StoreScu("127.0.0.1:104", retries=value)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf"), "1", None, True])
+@pytest.mark.parametrize("value", [-1, -0.1, float("nan"), float("inf"), 3601, "1", None, True])
 def test_invalid_retry_backoff(value: object) -> None:
-    with pytest.raises(ValueError, match="retry_backoff"):
+    with pytest.raises(ValueError, match="retry_backoff") as caught:
         StoreScu("127.0.0.1:104", retry_backoff=value)  # type: ignore[arg-type]
+    assert "None" not in str(caught.value).split("got")[0]  # None is not offered
+
+
+def test_zero_back_off_retries_at_once(pacs: MockScp, tmp_path: Path) -> None:
+    """retry_backoff=0 (what ``scukit send --retry-delay 0`` asks for): no wait."""
+    files = write_series(tmp_path, 1)
+    pacs.on_store(nth=[1, 2]).fail("0xA700")
+    scu = make_scu(pacs, retries=2, retry_backoff=0)
+    assert scu.retry.backoff == 0.0
+    _, result = send(scu, files)
+    assert result.successful == 1 and len(result.files[0].attempts) == 3
 
 
 def test_send_json_lists_the_attempts_per_file(
