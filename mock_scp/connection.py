@@ -405,7 +405,9 @@ class Connection:
             if not accepted:
                 port.release_slot()
                 self.counted = False
-                reject = ((1, 1, 1), "user identity not accepted", False)
+                # PS3.7 D.3.3.7: an authorisation failure is rejected-permanent by the
+                # DICOM UL service-provider (ACSE related function), no reason given.
+                reject = ((1, 2, 1), "user identity not accepted", False)
         if reject is not None:
             (result, source, reason), why, close_at_once = reject
             with self.journal.lock:

@@ -127,11 +127,12 @@ class AssociationRecord:
     def __repr__(self) -> str:
         state = self.ended or "open"
         detail = f" ({printable(self.end_detail)})" if self.end_detail else ""
+        identity = "" if self.user_identity is None else f", {self.user_identity!r}"
         return (
             f"<AssociationRecord #{self.id} {printable(self.calling_ae_title)} -> "
             f"{printable(self.called_ae_title)} from {self.peer or '?'}: "
             f"{len(self.accepted_contexts)}/{len(self.proposed_contexts)} contexts, "
-            f"{self.stores} stores, {state}{detail}>"
+            f"{self.stores} stores{identity}, {state}{detail}>"
         )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
+from scu.protocol.pdu import UserIdentity
 from scu.protocol.status import status_label
 from scu.protocol.uids import uid_keyword
 
@@ -15,7 +16,7 @@ from .journal import AssociationRecord, ReceivedStore, printable
 if TYPE_CHECKING:
     from .server import MockScp
 
-__all__ = ["association_dict", "format_journal", "journal_dict", "store_dict"]
+__all__ = ["association_dict", "format_journal", "identity_dict", "journal_dict", "store_dict"]
 
 
 class Journaled(Protocol):
@@ -30,6 +31,35 @@ class Journaled(Protocol):
 
 #: Stores listed per association before the rest is summed up.
 MAX_LISTED = 50
+
+
+#: What stands for a secret (a passcode, a token) in every output.
+REDACTED = "<redacted>"
+
+
+def identity_dict(identity: UserIdentity | None) -> dict[str, Any] | None:
+    """The user identity an SCU presented, as JSON-ready data: its kind and username;
+    a passcode or a token only as ``<redacted>`` and its length."""
+    if identity is None:
+        return None
+    named = identity.kind in (1, 2)
+    secret = identity.secondary if named else identity.primary
+    return {
+        "type": identity.kind,
+        "kind": UserIdentity.KINDS.get(identity.kind, "unknown"),
+        "username": printable(identity.primary.decode("utf-8", "replace")) if named else None,
+        "secret": REDACTED if secret else None,
+        "secret_length": len(secret),
+        "positive_response_requested": identity.positive_response_requested,
+    }
+
+
+def _identity_text(identity: UserIdentity) -> str:
+    data = identity_dict(identity)
+    assert data is not None
+    who = f" {data['username']!r}" if data["username"] is not None else ""
+    secret = f", {data['secret_length']} bytes {REDACTED}" if data["secret"] else ""
+    return f", user identity: {data['kind']}{who}{secret}"
 
 
 def association_dict(record: AssociationRecord, *, contexts: bool = True) -> dict[str, Any]:
@@ -50,6 +80,7 @@ def association_dict(record: AssociationRecord, *, contexts: bool = True) -> dic
         "stores": record.stores,
         "proposed": len(record.proposed_contexts),
         "accepted": len(record.accepted_contexts),
+        "user_identity": identity_dict(record.user_identity),
     }
     if contexts:
         data["proposed_contexts"] = [
@@ -135,11 +166,12 @@ def _association_line(record: AssociationRecord) -> str:
     state = record.ended or "still open"
     by = f" by the {record.ended_by.upper()}" if record.ended_by in ("scu", "mock") else ""
     detail = f": {printable(record.end_detail)}" if record.end_detail else ""
+    identity = "" if record.user_identity is None else _identity_text(record.user_identity)
     return (
         f"  association {record.id}: {printable(record.calling_ae_title)} -> "
         f"{printable(record.called_ae_title)} from {record.peer or '?'}, "
-        f"{len(record.accepted_contexts)}/{len(record.proposed_contexts)} contexts accepted, "
-        f"{state}{by}{detail}"
+        f"{len(record.accepted_contexts)}/{len(record.proposed_contexts)} contexts accepted"
+        f"{identity}, {state}{by}{detail}"
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from scu.protocol.pdu import UserIdentity
 from scu.store import UNSET, build_endpoint
@@ -17,6 +17,10 @@ __all__ = ["EchoResult", "echo"]
 class EchoResult:
     status: int
     duration_seconds: float
+    #: The SCP's User Identity server response (PS3.7 D.3.3.7), when the identity asked
+    #: for one and the SCP sent it (empty for a username); ``None`` otherwise. Kept out
+    #: of ``repr``: for Kerberos, SAML and JWT it is a token.
+    user_identity_response: bytes | None = field(default=None, repr=False)
 
 
 def echo(
@@ -53,4 +57,6 @@ def echo(
     finally:
         assoc.release()
     assert response.status is not None
-    return EchoResult(response.status, time.monotonic() - started)
+    return EchoResult(
+        response.status, time.monotonic() - started, assoc.accept.user_identity_response
+    )

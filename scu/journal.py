@@ -51,6 +51,26 @@ CREATE TABLE IF NOT EXISTS transfers (
     summary TEXT
 );
 """
+#: The tables of a journal and their columns, in order; SQLite adds sqlite_sequence.
+_TABLES = {
+    "outcomes": ("source", "destination", "name", "sop_instance_uid", "ok", "status", "error",
+                 "attempts", "transfer_syntax", "size", "updated_at"),
+    "transfers": ("id", "destination", "started_at", "ended_at", "interrupted", "summary"),
+}  # fmt: skip
+
+
+def _foreign_tables(db: sqlite3.Connection) -> str | None:
+    """Why an SQLite database is not a journal (another program's tables), if it is not."""
+    names = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    for name in names:
+        if name == "sqlite_sequence":
+            continue
+        if name not in _TABLES:
+            return f"it holds a table {name!r}"
+        columns = tuple(row[1] for row in db.execute(f"PRAGMA table_info({name})"))
+        if columns != _TABLES[name]:
+            return f"its table {name!r} has the columns {', '.join(columns)}"
+    return None
 
 
 def entry_key(entry: Entry) -> str:
@@ -97,15 +117,25 @@ class TransferJournal:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        db: sqlite3.Connection | None = None
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            foreign = _foreign_tables(db)  # before anything is written to it
+            if foreign is not None:
+                db.close()
+                raise ValueError(
+                    f"journal: {path}: an SQLite database but not a transfer journal ({foreign})"
+                )
+            db.execute("PRAGMA journal_mode=WAL")
             # WAL with synchronous=NORMAL: a committed row survives the process being
             # killed (only a power cut can lose the last ones).
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
+            if db is not None:  # opened, but not a journal: do not keep the file open
+                db.close()
             raise ValueError(f"journal: {path}: not a usable transfer journal ({exc})") from None
+        self._db = db
         self._lock = threading.Lock()
         self._transfer: int | None = None
 

@@ -1,9 +1,12 @@
-"""Token buckets shared by the workers of a transfer: at most so many files and so many
+"""A limiter shared by the workers of a transfer: at most so many files and so many
 bytes per second, across all associations (``max_rate``, ``max_bandwidth``).
 
-Files are paced evenly (a bucket of one file: ``max_rate=20`` sends one every 50 ms, no
-burst); bytes may burst up to one second's worth, and a file larger than that goes when
-the bucket is full and leaves a debt the next ones pay."""
+Each limit spaces what goes out: a file may go once the files before it are paid for
+(one file is ``1 / max_rate`` seconds, ``size / max_bandwidth`` seconds of bytes), and
+no credit is saved up while idle, so neither the start of a transfer nor a pause (a
+stalled store, a retry's back-off) is followed by a burst above the limit. Over any
+stretch of ``T`` seconds at most ``T * rate`` go, plus the file that opened it.
+"""
 
 from __future__ import annotations
 
@@ -14,35 +17,42 @@ from collections.abc import Callable
 __all__ = ["RateLimiter"]
 
 
-class _Bucket:
-    def __init__(self, rate: float, capacity: float) -> None:
+class _Limit:
+    def __init__(self, rate: float, now: float) -> None:
         self.rate = rate
-        self.capacity = capacity
-        self.tokens = self.capacity
-        self.stamp = time.monotonic()
+        self.free_at = now  # when the next amount may go
 
-    def wait_time(self, amount: float) -> float:
-        """Seconds until ``amount`` may go (0: now); refills first."""
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        # An amount larger than the bucket goes when the bucket is full, and leaves a
-        # debt the next ones pay.
-        needed = min(amount, self.capacity)
-        return 0.0 if self.tokens >= needed else (needed - self.tokens) / self.rate
+    def wait_time(self, now: float) -> float:
+        """Seconds until the next amount may go (0: now)."""
+        return max(0.0, self.free_at - now)
+
+    def take(self, amount: float, now: float) -> None:
+        self.free_at = max(self.free_at, now) + amount / self.rate
 
 
 class RateLimiter:
-    """Blocks until a file of ``size`` bytes may go; ``None`` rates mean no limit."""
+    """Blocks until a file of ``size`` bytes may go; ``None`` rates mean no limit.
 
-    def __init__(self, files_per_second: float | None, bytes_per_second: float | None) -> None:
+    ``clock`` and ``sleep`` (``time.monotonic`` and ``time.sleep``) can be replaced, so
+    that the spacing can be checked without waiting for it."""
+
+    #: The longest single sleep, so that ``stop()`` is looked at now and then.
+    POLL = 0.1
+
+    def __init__(
+        self,
+        files_per_second: float | None,
+        bytes_per_second: float | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] = time.sleep,
+    ) -> None:
         self._lock = threading.Lock()
-        self._files = None if files_per_second is None else _Bucket(files_per_second, 1.0)
-        self._bytes = (
-            None
-            if bytes_per_second is None
-            else _Bucket(bytes_per_second, max(bytes_per_second, 1.0))
-        )
+        self._clock = clock
+        self._sleep = sleep
+        now = clock()
+        self._files = None if files_per_second is None else _Limit(files_per_second, now)
+        self._bytes = None if bytes_per_second is None else _Limit(bytes_per_second, now)
 
     @property
     def active(self) -> bool:
@@ -52,18 +62,15 @@ class RateLimiter:
         """Wait for a file of ``size`` bytes; ``False`` if ``stop()`` came true first."""
         while True:
             with self._lock:
-                waits = [
-                    bucket.wait_time(amount)
-                    for bucket, amount in ((self._files, 1.0), (self._bytes, float(size)))
-                    if bucket is not None
-                ]
-                wait = max(waits, default=0.0)
-                if wait == 0.0:
+                now = self._clock()
+                limits = [limit for limit in (self._files, self._bytes) if limit is not None]
+                wait = max((limit.wait_time(now) for limit in limits), default=0.0)
+                if wait <= 0.0:
                     if self._files is not None:
-                        self._files.tokens -= 1.0
+                        self._files.take(1.0, now)
                     if self._bytes is not None:
-                        self._bytes.tokens -= size
+                        self._bytes.take(float(size), now)
                     return True
             if stop():
                 return False
-            time.sleep(min(wait, 0.1))
+            self._sleep(min(wait, self.POLL))

@@ -32,7 +32,7 @@ from scu.protocol.pdu import UserIdentity
 from scu.ratelimit import RateLimiter
 from scu.result import PreflightItem, TransferResult
 from scu.source import Entry, file_kind, sniff
-from scu.transfer import Callback, Callbacks, Transfer, sigint_sets
+from scu.transfer import Callback, Callbacks, Transfer
 from scu.worker import RetryPolicy
 
 __all__ = ["UNSET", "Skipped", "StoreScu", "build_endpoint", "resolve_called_ae_title"]
@@ -166,13 +166,15 @@ class StoreScu:
         if (
             isinstance(retry_backoff, bool)
             or not isinstance(retry_backoff, int | float)
-            or not 0 <= retry_backoff <= 3600
+            or not 0 <= retry_backoff <= 3600  # also refuses NaN
         ):
             raise ValueError(
-                f"retry_backoff must be a number of seconds 0..3600 (0: retry at once), "
-                f"got {retry_backoff!r}"
+                f"retry_backoff must be a number of seconds 0..3600 (0: no wait between "
+                f"tries), got {retry_backoff!r}"
             )
-        self.retry = RetryPolicy(retries, float(retry_backoff))
+        # The back-off doubles up to 30 s between tries, or up to retry_backoff if more.
+        backoff = float(retry_backoff)
+        self.retry = RetryPolicy(retries, backoff, max_backoff=max(30.0, backoff))
         for name, rate in (("max_rate", max_rate), ("max_bandwidth", max_bandwidth)):
             if rate is not None and (
                 isinstance(rate, bool)
@@ -392,21 +394,22 @@ class StoreScu:
         association could be established at all (``.result`` accounts every entry as
         failed), :class:`CallbackError` after the transfer if a callback raised, and
         :class:`Interrupted` (a ``KeyboardInterrupt``) after accounting for every entry
-        when interrupted (Ctrl-C): the store in flight gets a moment to be answered.
-        On the main thread, under Python's default SIGINT handler, Ctrl-C is turned
-        into a request the workers honour where it is safe (never between a response
-        and its accounting); a second Ctrl-C ends the wait for the store in flight, a
-        third raises at once.
+        when interrupted (Ctrl-C): the store in flight gets a moment to be answered; a
+        second Ctrl-C stops at once.
         """
         transfer = self._transfer(Callbacks(
             on_transfer_started, on_file_sending, on_file_sent, on_file_error, on_transfer_completed
         ), journal, resume)  # fmt: skip
-        with sigint_sets(transfer.interruption):
-            transfer.prepare()
-            if self.concurrency == 1:
-                transfer.run_inline()
-            else:
-                transfer.run_threads()
+        try:
+            with transfer.sigint_interrupts():
+                transfer.prepare()
+                if self.concurrency == 1:
+                    transfer.run_inline()
+                else:
+                    transfer.run_threads()
+        except BaseException:  # a callback's SystemExit, say: the journal is not left open
+            transfer.close_journal()
+            raise
         return transfer.finish()
 
     async def send_async(
@@ -428,8 +431,18 @@ class StoreScu:
         transfer = self._transfer(Callbacks(
             on_transfer_started, on_file_sending, on_file_sent, on_file_error, on_transfer_completed
         ), journal, resume)  # fmt: skip
-        await asyncio.to_thread(transfer.prepare)
-        await transfer.run_async()
+        try:
+            preparing = asyncio.ensure_future(asyncio.to_thread(transfer.prepare))
+            try:
+                await asyncio.shield(preparing)
+            except asyncio.CancelledError:  # while the files were being read: stop reading
+                transfer.interruption.interrupt()
+                transfer.cancelled = True
+                await preparing
+            await transfer.run_async()
+        except BaseException:
+            transfer.close_journal()
+            raise
         return transfer.finish()
 
     def preflight(self) -> list[PreflightItem]:

@@ -80,6 +80,11 @@ def plan(
 
 
 _DONE = object()
+#: How long the caller's thread waits for an event before it looks at the interruption
+#: again (an interruption that is not a signal does not wake a blocked wait).
+_POLL = 0.25
+#: The error of an entry whose store had begun when the transfer was interrupted.
+INTERRUPTED_IN_FLIGHT = "interrupted while it was being sent"
 
 
 class Transfer:
@@ -126,6 +131,10 @@ class Transfer:
         self.callback_error: BaseException | None = None
         self.work = WorkQueue(self.total, fail_fast=fail_fast)
         self.cancelled = False
+        #: Entries announced with FileSending (their store had begun).
+        self.announced: set[int] = set()
+        #: True while the caller's thread accounts an outcome (see sigint_interrupts).
+        self._accounting = False
         self.headers: list[Header | EntryError] = []
         self.plans: list[AssociationPlan] = []
         self.plan_of: dict[str, int] = {}
@@ -135,12 +144,11 @@ class Transfer:
         headers: list[Header | EntryError] = []
         try:
             for entry in self.entries:
-                if self.interruption.interrupted:
+                if self.interruption.interrupted:  # Ctrl-C, or send_async cancelled
                     break
                 headers.append(safe_header(entry))
         except KeyboardInterrupt:
             self.interruption.interrupt()
-            headers += [EntryError(INTERRUPTED)] * (len(self.entries) - len(headers))
         headers += [EntryError(INTERRUPTED)] * (len(self.entries) - len(headers))
         self.headers = headers
         self.plans, self.plan_of = plan(self.headers, self.policy)
@@ -165,6 +173,8 @@ class Transfer:
     def dispatch(self, index: int | None, event: Event) -> None:
         cb = self.callbacks
         if isinstance(event, FileSending):
+            if index is not None:
+                self.announced.add(index)
             self._call(cb.sending, event)
             return
         if isinstance(event, TransferStarted):
@@ -177,47 +187,55 @@ class Transfer:
         if self.outcomes[index] is not None:
             log.error("internal error: a second outcome for %s was ignored", event.file)
             return
-        if isinstance(event, FileSent):
-            self.successful += 1
-            outcome = self.outcomes[index] = FileOutcome(
-                event.file, event.status, True, None, event.transfer_syntax,
-                event.sop_instance_uid, event.sop_class_uid, event.warning, event.attempts,
-                event.size,
-            )  # fmt: skip
-            if event.warning is not None:
-                self.warnings.append(f"{event.file}: {event.warning}")
+        # The accounting is done whole or not at all: a Ctrl-C waits until it is done
+        # (see sigint_interrupts); a callback that raises KeyboardInterrupt comes after.
+        self._accounting = True
+        try:
+            if isinstance(event, FileSent):
+                self.successful += 1
+                outcome = self.outcomes[index] = FileOutcome(
+                    event.file, event.status, True, None, event.transfer_syntax,
+                    event.sop_instance_uid, event.sop_class_uid, event.warning, event.attempts,
+                    event.size,
+                )  # fmt: skip
+                if event.warning is not None:
+                    self.warnings.append(f"{event.file}: {event.warning}")
+            else:
+                self.failed += 1
+                outcome = self.outcomes[index] = FileOutcome(
+                    event.file, event.status, False, event.error, None,
+                    event.sop_instance_uid, event.sop_class_uid, None, event.attempts,
+                )  # fmt: skip
             self._journal(index, outcome)
-            self._call(cb.sent, event)
-        else:
-            self.failed += 1
-            outcome = self.outcomes[index] = FileOutcome(
-                event.file, event.status, False, event.error, None,
-                event.sop_instance_uid, event.sop_class_uid, None, event.attempts,
-            )  # fmt: skip
-            self._journal(index, outcome)
-            self._call(cb.error, event)
+        finally:
+            self._accounting = False
+        self._call(cb.sent if isinstance(event, FileSent) else cb.error, event)
 
     def _journal(self, index: int, outcome: FileOutcome) -> None:
         if self.journal is not None:
             self.journal.record(self.keys[index], self.destination, outcome)
 
     def _close_leftovers(self) -> None:
-        """Close any entry no worker closed (interrupted, or a bug): nothing is dropped."""
-        why = (
-            INTERRUPTED
-            if self.interruption.interrupted
-            else "internal error: the entry was never processed"
-        )
+        """Close any entry no worker closed (interrupted, or a bug): nothing is dropped.
+        An interrupted entry whose store had begun may have reached the SCP: it says so."""
+        interrupted = self.interruption.interrupted
         for index, outcome in enumerate(self.outcomes):
-            if outcome is None:
-                self.dispatch(
-                    index,
-                    error_event(
-                        self.entries[index],
-                        self.headers[index] if index < len(self.headers) else None,
-                        why,
-                    ),
-                )
+            if outcome is not None:
+                continue
+            if not interrupted:
+                why = "internal error: the entry was never processed"
+            elif index in self.announced:
+                why = INTERRUPTED_IN_FLIGHT
+            else:
+                why = INTERRUPTED
+            self.dispatch(
+                index,
+                error_event(
+                    self.entries[index],
+                    self.headers[index] if index < len(self.headers) else None,
+                    why,
+                ),
+            )
 
     def _completed_event(self) -> TransferCompleted:
         duration = time.monotonic() - self.started_at
@@ -253,7 +271,10 @@ class Transfer:
         try:
             while remaining:
                 try:
-                    item = events.get()
+                    try:
+                        item = events.get(timeout=_POLL)
+                    except queue.Empty:
+                        continue
                     if item is _DONE:
                         remaining -= 1
                     else:
@@ -263,7 +284,7 @@ class Transfer:
                     # a second interruption ends the wait at once.
                     self.interruption.interrupt()
         finally:
-            _join_all(workers)
+            self._join(workers)
             while not events.empty():
                 item = events.get()
                 if item is not _DONE:
@@ -297,13 +318,59 @@ class Transfer:
                     self.interruption.interrupt()
                     self.cancelled = True
         finally:
-            await asyncio.to_thread(_join_all, workers)
+            await asyncio.to_thread(self._join, workers)
             while not events.empty():
                 item = events.get_nowait()
                 if item is not _DONE:
                     self.dispatch(*item)
             self._close_leftovers()
             self.dispatch(None, self._completed_event())
+
+    def _join(self, workers: Iterable[threading.Thread]) -> None:
+        """Wait for the workers to end. A KeyboardInterrupt (a second Ctrl-C) ends the
+        wait: the workers know of the interruption and end on their own; whatever they
+        had not accounted is closed as interrupted."""
+        try:
+            for worker in workers:
+                worker.join()
+        except KeyboardInterrupt:
+            self.interruption.interrupt()
+
+    @contextmanager
+    def sigint_interrupts(self) -> Iterator[None]:
+        """While ``send()`` runs on the main thread, Ctrl-C (SIGINT) interrupts the
+        transfer instead of raising KeyboardInterrupt wherever the thread happens to be:
+        raised between taking a worker's event and accounting it, it would lose that
+        outcome (a file the SCP acknowledged reported as not sent, and missing from the
+        transfer journal). A second Ctrl-C raises at once, except in the middle of
+        accounting an outcome. This holds for each of SIGINT and SIGTERM whose handler
+        is Python's ``signal.default_int_handler`` (SIGINT's by default; a program that
+        wants SIGTERM to interrupt a send the same way installs it for SIGTERM too); any
+        other handler is left alone."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def interrupt(signum: int, frame: FrameType | None) -> None:
+            again = self.interruption.interrupted
+            self.interruption.interrupt()
+            if again and not self._accounting:
+                raise KeyboardInterrupt
+
+        previous = {
+            signum: signal.signal(signum, interrupt)
+            for signum in (signal.SIGINT, signal.SIGTERM)
+            if signal.getsignal(signum) is signal.default_int_handler
+        }
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def close_journal(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
 
     def _start_workers(self, emit: Emit, done: Callable[[], None]) -> list[threading.Thread]:
         count = max(1, min(self.concurrency, self.total))
@@ -358,39 +425,3 @@ class Transfer:
                 result=result,
             ) from self.callback_error
         return result
-
-
-def _join_all(threads: Iterable[threading.Thread]) -> None:
-    for thread in threads:
-        thread.join()
-
-
-@contextmanager
-def sigint_sets(interruption: Interruption) -> Iterator[None]:
-    """While ``send()`` runs on the main thread under Python's default SIGINT handler,
-    Ctrl-C sets ``interruption`` instead of raising KeyboardInterrupt wherever the main
-    thread happens to be (in the middle of decoding a PDU, of writing one, or between a
-    response and its accounting, where an acknowledged file would be lost): the workers
-    look at it where it is safe. The first Ctrl-C gives the store in flight
-    :attr:`Interruption.GRACE` seconds, the second ends that wait, the third raises
-    KeyboardInterrupt as usual. A handler the application installed is left alone."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
-        yield
-        return
-    presses = 0
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        nonlocal presses
-        presses += 1
-        if presses >= 3:
-            raise KeyboardInterrupt
-        interruption.interrupt()
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -219,10 +219,12 @@ class Worker:
                     dead = self._one(index, emit, dead)
                 except _Retired:
                     return
-                except KeyboardInterrupt:  # the caller's thread, inline: finish accounting
+                except KeyboardInterrupt:
+                    # Inline on the caller's thread: a callback raised it (after its entry
+                    # was accounted) or a second Ctrl-C. The transfer accounts the rest.
                     self.interruption.interrupt()
                     self._drop_association(abort=True)
-                    emit(index, self._error(index, "interrupted while it was being sent"))
+                    raise
                 except Exception as exc:  # a bug here must not lose the entry
                     log.exception("internal error while sending %s", self.entries[index].name)
                     self._drop_association(abort=True)
@@ -305,9 +307,10 @@ class Worker:
             except ConversionError as exc:
                 self._fail(index, emit, self._error(index, f"cannot convert: {exc}"))
                 return
-            if self.limiter.active and not self.limiter.acquire(
-                payload.length, lambda: self.interruption.interrupted
-            ):
+            if self.interruption.interrupted or (
+                self.limiter.active
+                and not self.limiter.acquire(payload.length, lambda: self.interruption.interrupted)
+            ):  # interrupted while the association was being opened, or waiting for the rate
                 emit(index, self._error(index, INTERRUPTED, attempts=tuple(attempts)))
                 return
             if not announced:

@@ -15,7 +15,6 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
-from types import FrameType
 from typing import Any
 
 from scu import (
@@ -113,19 +112,11 @@ def register_send(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
 
 @contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM ends a send as Ctrl-C does: it calls whatever handles SIGINT at that
-    moment (``send()`` installs one that asks the workers to stop where it is safe).
-    Only the main thread can set handlers."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        handler = signal.getsignal(signal.SIGINT)
-        if callable(handler):
-            handler(signal.SIGINT, frame)
-        else:
-            raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
+    """SIGTERM ends a send as Ctrl-C does: Python's SIGINT handler is installed for it,
+    which ``send()`` turns into a request the workers honour where it is safe. Only the
+    main thread can set handlers."""
     try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     except ValueError:  # not the main thread: leave signals alone
         yield
         return

@@ -234,7 +234,9 @@ class HarnessScp:
     not list (private or synthetic UIDs). ``action`` chooses what to do with each store
     (called with the 1-based store number over the server's life and the event);
     ``reject`` chooses whether to reject each association request (called with the
-    1-based association number); both may be replaced between sends.
+    1-based association number); both may be replaced between sends. ``user_identity``
+    is pynetdicom's ``EVT_USER_ID`` handler (``(accepted, response)`` from the event's
+    ``user_id_type``, ``primary_field``, ``secondary_field``).
     """
 
     def __init__(
@@ -251,8 +253,10 @@ class HarnessScp:
         ssl_context: ssl.SSLContext | None = None,
         host: str = "127.0.0.1",
         idle_timeout: float = 5.0,
+        user_identity: Callable[[Event], tuple[bool, bytes | None]] | None = None,
     ) -> None:
         self.host = host
+        self.user_identity = user_identity
         self.ae_title = ae_title
         self.received: list[Received] = []
         self.associations: list[AssociationSeen] = []
@@ -298,6 +302,8 @@ class HarnessScp:
             (evt.EVT_RELEASED, self._guard(self._ended("released"))),
             (evt.EVT_ABORTED, self._guard(self._ended("aborted"))),
         ]
+        if self.user_identity is not None:
+            handlers.append((evt.EVT_USER_ID, self.user_identity))
         # AE.start_server(block=False) polls for shutdown every 0.5 s; the same server
         # with a short poll interval keeps a per-test SCP cheap to stop.
         server = self._ae.make_server(
