@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from scu.protocol.pdu import UserIdentity
 from scu.protocol.status import status_label
+from scu.protocol.text import printable
 
 from .storage import Payload, part10_bytes
 
@@ -44,18 +45,6 @@ __all__ = [
     "ViolationKind",
     "printable",
 ]
-
-
-def printable(text: object) -> str:
-    """``text`` with every non-printable or non-ASCII character escaped, so that what a
-    peer sent can never forge a line or a terminal sequence in our output."""
-    value = str(text)
-    if value.isascii() and value.isprintable():
-        return value
-    return "".join(
-        c if c.isascii() and c.isprintable() else c.encode("unicode_escape").decode("ascii")
-        for c in value
-    )
 
 
 class ViolationKind:

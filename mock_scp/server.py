@@ -16,6 +16,7 @@ rate need the socket in hand. So the server is small and explicit:
 
 from __future__ import annotations
 
+import errno
 import socket
 import ssl
 import struct
@@ -510,8 +511,15 @@ class MockScp(Verdicts):
         while not self._stop_event.is_set():
             try:
                 conn, peer = listener.accept()
-            except OSError:
-                return  # listener closed by stop()
+            except OSError as exc:
+                if self._stop_event.is_set() or exc.errno not in _ACCEPT_AGAIN:
+                    return  # the listener was closed by stop()
+                # Out of file descriptors or memory (a flood), or a connection reset
+                # before it was taken: wait a little for the connections being served
+                # to end, and go on accepting; what waits in the backlog is kept.
+                if exc.errno in _ACCEPT_LATER:
+                    self._stop_event.wait(0.05)
+                continue
             if self._stop_event.is_set():
                 conn.close()
                 return
@@ -546,6 +554,12 @@ class MockScp(Verdicts):
             with self._lock:
                 self._connections.pop(ident, None)
                 self._idle.notify_all()
+
+
+#: accept() errors after which the server goes on accepting: resource exhaustion (it
+#: waits a little first) and connections that died in the backlog.
+_ACCEPT_LATER = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_ACCEPT_AGAIN = _ACCEPT_LATER | {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR}
 
 
 def _undecodable(store: ReceivedStore, exc: BaseException) -> Violation:

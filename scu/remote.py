@@ -28,17 +28,14 @@ needs neither. Errors name the URL and never carry credentials.
 from __future__ import annotations
 
 import re
-import struct
 import threading
-from collections import OrderedDict
 from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from scu.payload import SourceError
-from scu.protocol.dataset import Layout
-from scu.protocol.uids import DEFLATED_EXPLICIT_VR_LE
 from scu.source import SNIFF_BYTES, EntryError, Header, header_of
+from scu.sparse import HEAD, check_in_steps
 
 __all__ = [
     "HEAD",
@@ -52,13 +49,6 @@ __all__ = [
 
 #: Objects up to this size are read whole by the header check (one request).
 READ_WHOLE = 256 * 1024
-#: Beyond, the check reads this much first, and the structure block by block.
-HEAD = 64 * 1024
-_BLOCK = 64 * 1024
-_BLOCKS_KEPT = 8
-#: The most the header check reads before the data set's first elements, whatever the
-#: object's size: beyond it the object is refused instead of downloaded.
-MAX_HEAD = 64 * 1024 * 1024
 #: fsspec's read-ahead for streams from stores other than S3.
 _STREAM_BLOCK = 4 * 1024 * 1024
 
@@ -399,30 +389,7 @@ class RemoteObject:
         """The header check (:func:`scu.source.header_of`) on as few bytes as it needs."""
         if self.size <= READ_WHOLE:
             return header_of(self.read_all())
-        head_length = HEAD
-        while True:
-            head = self.read(0, head_length)
-            if DEFLATED_EXPLICIT_VR_LE.encode() in head:
-                # Inflating needs the whole stream.
-                return header_of(self._read_whole_bounded("a deflated data set"))
-            sparse = _Sparse(head, self)
-            try:
-                return header_of(sparse, layouts=sparse.layouts)
-            except struct.error:
-                pass  # the file meta or the first elements go beyond the head
-            if head_length >= self.size:
-                raise EntryError(f"cannot check {self.url}: its structure could not be read")
-            head_length *= 4
-            if head_length >= self.size:
-                return header_of(self._read_whole_bounded("the file meta and first elements"))
-
-    def _read_whole_bounded(self, what: str) -> bytes:
-        if self.size > MAX_HEAD:
-            raise EntryError(
-                f"cannot check {self.url}: {what} of a {self.size}-byte object would have "
-                f"to be read whole (more than {MAX_HEAD >> 20} MiB); not sent"
-            )
-        return self.read_all()
+        return check_in_steps(self.size, self.read, self.url)
 
 
 class _Changed(Exception):
@@ -535,81 +502,6 @@ class _Stream:
                 handle.close()
         except Exception:  # closing after a failure: nothing more to say
             pass
-
-
-# --- the header check's sparse view ---------------------------------------------------
-
-
-class _Sparse(bytearray):
-    """An object's head held in memory, presented with the object's full length: slices
-    past the head and numbers read through :attr:`layouts` are fetched block by block;
-    anything else that reads past the head (``struct`` straight on the buffer) raises
-    ``struct.error``, and the check starts again with a longer head."""
-
-    def __init__(self, head: bytes, obj: RemoteObject) -> None:
-        super().__init__(head)
-        self._head = len(head)
-        self._obj = obj
-        self._blocks: OrderedDict[int, bytes] = OrderedDict()
-        little = [_Fetching(fmt, self) for fmt in ("<HHL", "<HH2sH", "<L")]
-        big = [_Fetching(fmt, self) for fmt in (">HHL", ">HH2sH", ">L")]
-        self.layouts = (Layout(*little), Layout(*big))
-
-    def __len__(self) -> int:
-        return self._obj.size
-
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            start, stop, step = index.indices(self._obj.size)
-            if step != 1:
-                raise ValueError("a sparse buffer is sliced with step 1 only")
-            return self.bytes_at(start, max(0, stop - start))
-        position = index + self._obj.size if index < 0 else index
-        if not 0 <= position < self._obj.size:
-            raise IndexError("index out of range")
-        return self.bytes_at(position, 1)[0]
-
-    def bytes_at(self, offset: int, length: int) -> bytes:
-        stop = min(offset + length, self._obj.size)
-        if stop <= self._head:
-            return bytes(memoryview(self)[offset:stop])
-        parts: list[bytes] = []
-        position = offset
-        while position < stop:
-            number = position // _BLOCK
-            block = self._block(number)
-            begin = position - number * _BLOCK
-            piece = block[begin : begin + (stop - position)]
-            if not piece:
-                break
-            parts.append(piece)
-            position += len(piece)
-        return b"".join(parts)
-
-    def _block(self, number: int) -> bytes:
-        block = self._blocks.get(number)
-        if block is None:
-            start = number * _BLOCK
-            block = self._obj.read(start, start + _BLOCK)
-            self._blocks[number] = block
-            if len(self._blocks) > _BLOCKS_KEPT:
-                self._blocks.popitem(last=False)
-        else:
-            self._blocks.move_to_end(number)
-        return block
-
-
-class _Fetching(struct.Struct):
-    """A ``struct.Struct`` that reads a :class:`_Sparse` buffer through its fetches."""
-
-    def __init__(self, fmt: str, source: _Sparse) -> None:
-        super().__init__(fmt)
-        self._source = source
-
-    def unpack_from(self, buffer: Any, offset: int = 0) -> tuple[Any, ...]:
-        if buffer is self._source:
-            return super().unpack_from(self._source.bytes_at(offset, self.size))
-        return super().unpack_from(buffer, offset)
 
 
 # --- queueing -------------------------------------------------------------------------

@@ -13,12 +13,11 @@ Nothing here touches the network; :mod:`scu.store` streams the data set from
 
 from __future__ import annotations
 
-import mmap
 import os
 import stat
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -97,15 +96,27 @@ class Entry:
     remote: RemoteObject | None = None
 
     @contextmanager
-    def buffer(self) -> Iterator[bytes | mmap.mmap]:
-        """The entry's bytes: the data itself, the file memory-mapped read-only, or the
-        object read whole (only conversions need a remote object whole)."""
+    def buffer(self) -> Iterator[bytes]:
+        """The entry's bytes, whole: the data itself, the file read, or the object read
+        (only conversions need an entry whole; the header check of a large file or an
+        object reads only what it needs, see :func:`read_header`)."""
         if self.data is not None:
             yield self.data
             return
         if self.remote is not None:
             yield self.remote.read_all()
             return
+        with self._opened() as (fd, size):
+            try:
+                yield _read_all(fd, size)
+            except IsADirectoryError:
+                raise EntryError(f"is a directory, not a file: {self.path}") from None
+            except OSError as exc:
+                raise EntryError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+
+    @contextmanager
+    def _opened(self) -> Iterator[tuple[int, int]]:
+        """The file opened for reading, if it is a regular file, and its size."""
         assert self.path is not None
         try:
             # O_NONBLOCK: a FIFO put where a file was queued must not hang the open.
@@ -122,24 +133,7 @@ class Entry:
                 raise EntryError(f"is a directory, not a file: {self.path}")
             if not stat.S_ISREG(info.st_mode):
                 raise EntryError(f"{self.path} is not a regular file ({file_kind(info.st_mode)})")
-            size = info.st_size
-            if size <= _READ_WHOLE:
-                try:
-                    data = _read_all(fd, size)
-                except IsADirectoryError:
-                    raise EntryError(f"is a directory, not a file: {self.path}") from None
-                except OSError as exc:
-                    raise EntryError(f"cannot read {self.path}: {exc.strerror or exc}") from None
-                yield data
-                return
-            try:
-                mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-            except (OSError, ValueError) as exc:
-                raise EntryError(f"cannot read {self.path}: {exc}") from None
-            try:
-                yield mapped
-            finally:
-                mapped.close()
+            yield fd, info.st_size
         finally:
             os.close(fd)
 
@@ -198,10 +192,40 @@ def read_header(entry: Entry) -> Header:
 
 def _header_or_problem(entry: Entry) -> Header | str:
     try:
-        with entry.buffer() as buf:
-            return header_of(buf)
+        if entry.path is None:
+            with entry.buffer() as buf:
+                return header_of(buf)
+        with entry._opened() as (fd, size):
+            if size <= _READ_WHOLE:
+                try:
+                    return header_of(_read_all(fd, size))
+                except OSError as exc:
+                    raise EntryError(f"cannot read {entry.path}: {exc.strerror or exc}") from None
+            from scu.sparse import check_in_steps
+
+            return check_in_steps(size, _pread_exactly(fd, entry.path, size), entry.path)
     except EntryError as exc:
         return str(exc)
+
+
+def _pread_exactly(fd: int, path: str, size: int) -> Callable[[int, int], bytes]:
+    """Reads of ``[start, stop)`` of an open file that fail the entry, naming the file,
+    when it has been cut short since it was opened."""
+
+    def read(start: int, stop: int) -> bytes:
+        try:
+            data = os.pread(fd, stop - start, start)
+        except OSError as exc:
+            raise EntryError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if len(data) != stop - start:
+            now = os.fstat(fd).st_size
+            raise EntryError(
+                f"truncated while it was read: {path} was {size} bytes, now {now} "
+                "(changed after it was queued?)"
+            )
+        return data
+
+    return read
 
 
 def header_of(buf: Buffer, *, layouts: tuple[Layout, Layout] = (LITTLE, BIG)) -> Header:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from scu import FileError, FileSending, FileSent, TransferCompleted, TransferStarted
+from scu.protocol.text import printable
 from scu.worker import INTERRUPTED
 
 __all__ = ["ProgressBar", "format_duration", "format_rate"]
@@ -71,7 +72,7 @@ class ProgressBar:
         self._draw(force=True)
 
     def sending(self, event: FileSending) -> None:
-        self.current = os.path.basename(event.file)
+        self.current = printable(os.path.basename(event.file), ascii_only=False)
         self._draw()
 
     def sent(self, event: FileSent) -> None:

@@ -19,7 +19,7 @@ from scu.cli.common import (
     make_scu,
     print_json,
 )
-from scu.cli.send import format_skipped
+from scu.cli.send import _safe, format_skipped
 from scu.protocol.status import format_status
 from scu.protocol.uids import uid_keyword as syntax_name
 
@@ -114,12 +114,13 @@ def format_preflight(items: Sequence[PreflightItem], *, addr: str) -> str:
     """One line per file: verdict, syntax on the wire, file, reason; then the counts."""
     lines = [f"Preflight against {addr}: {len(items)} file(s)", ""]
     if items:
-        width = min(50, max(len(item.file) for item in items))
+        width = min(50, max(len(_safe(item.file)) for item in items))
         lines.append(f"  {'VERDICT':<10}  {'ON THE WIRE':<28}  {'FILE':<{width}}  REASON")
         for item in items:
             wire = syntax_name(item.transfer_syntax) if item.transfer_syntax else "-"
             lines.append(
-                f"  {item.verdict:<10}  {wire:<28}  {item.file:<{width}}  {item.reason or ''}"
+                f"  {item.verdict:<10}  {wire:<28}  {_safe(item.file):<{width}}  "
+                f"{_safe(item.reason or '')}"
             )
     counts = Counter(item.verdict for item in items)
     lines += ["", "  " + ", ".join(f"{v} {counts.get(v, 0)}" for v in _VERDICT_ORDER)]

@@ -40,6 +40,7 @@ from scu.cli.common import (
 )
 from scu.cli.progress import ProgressBar, format_duration, format_rate
 from scu.protocol.status import format_status
+from scu.protocol.text import printable
 from scu.protocol.uids import uid_keyword as syntax_name
 from scu.worker import INTERRUPTED
 
@@ -199,10 +200,10 @@ def format_skipped(skipped: Sequence[Skipped]) -> list[str]:
         by_reason[item.reason].append(item.path)
     lines = []
     for reason, paths in by_reason.items():
-        shown = ", ".join(paths[:_SKIPPED_SHOWN])
+        shown = ", ".join(_safe(p) for p in paths[:_SKIPPED_SHOWN])
         more = f" and {len(paths) - _SKIPPED_SHOWN} more" if len(paths) > _SKIPPED_SHOWN else ""
         noun = "file" if len(paths) == 1 else "files"
-        lines.append(f"skipped {len(paths)} {noun} ({reason}): {shown}{more}")
+        lines.append(f"skipped {len(paths)} {noun} ({_safe(reason)}): {shown}{more}")
     return lines
 
 
@@ -238,10 +239,10 @@ def format_summary(result: TransferResult, *, addr: str, skipped: Sequence[Skipp
         lines += [f"  {count:>6}  {name}" for name, count in syntaxes.most_common()]
     if result.warnings:
         lines += ["", "Warnings:"]
-        lines += [f"  {warning}" for warning in result.warnings]
+        lines += [f"  {_safe(warning)}" for warning in result.warnings]
     failed = [o for o in result.files if not o.ok]
     if failed:
-        width = min(60, max(len(o.file) for o in failed))
+        width = min(60, max(len(_safe(o.file)) for o in failed))
         lines += ["", "Failed files:", f"  {'FILE':<{width}}  REASON"]
         for outcome in failed:
             reason = outcome.error or (
@@ -249,7 +250,13 @@ def format_summary(result: TransferResult, *, addr: str, skipped: Sequence[Skipp
             )
             n = len(outcome.attempts)
             tries = f" (after {n} attempts)" if n > 1 else ""
-            lines.append(f"  {outcome.file:<{width}}  {reason}{tries}")
+            lines.append(f"  {_safe(outcome.file):<{width}}  {_safe(reason)}{tries}")
     if skipped:
         lines += ["", *format_skipped(skipped)]
     return "\n".join(lines)
+
+
+def _safe(text: str) -> str:
+    """A file name, an SCP's Error Comment or a reason, as it may be printed: control
+    characters and terminal sequences escaped, other Unicode kept."""
+    return printable(text, ascii_only=False)

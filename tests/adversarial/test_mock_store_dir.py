@@ -50,7 +50,7 @@ def test_a_store_dir_that_cannot_take_the_file(tmp_path: Path, case: str, words:
             "machine allows neither (unshare -m and unshare -r -m both failed)"
         )
     big = write_series(tmp_path / "big", 2, prefix="big", rows=1024, columns=1536)
-    small = write_series(tmp_path / "small", 1, prefix="small", rows=16, columns=16)
+    small = write_series(tmp_path / "small", 1, prefix="small", rows=16, columns=16, seed=1)
     assert os.path.getsize(big[0]) > 3_000_000
     files = [*big, *small]
     with MockProcess(prefix=prefix, store_dir=store_dir) as mock:

@@ -392,11 +392,6 @@ def test_tls_handshake_dripped_one_byte_a_second_fails_at_the_acse_deadline(
     assert isinstance(seen, Harassment) and seen.closed and 2 <= seen.sent < len(_TLS_RECORD)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scu.cli prints the SCP's Error Comment as it came: the worker folds whitespace, "
-    "but an ANSI escape or a BEL reaches the terminal",
-)
 @pytest.mark.timeout(60)
 def test_scukit_send_escapes_the_scps_error_comment(tmp_path: Path) -> None:
     (path,) = write_series(tmp_path, 1)

@@ -28,7 +28,16 @@ import pytest
 from pydicom.data import get_testdata_file, get_testdata_files
 
 from mock_scp import MockScp
-from scu import FileError, FileSending, FileSent, Interrupted, StoreScu, TransferResult, remote
+from scu import (
+    FileError,
+    FileSending,
+    FileSent,
+    Interrupted,
+    StoreScu,
+    TransferResult,
+    remote,
+    sparse,
+)
 from scu.source import EntryError, header_of, read_header
 from tests.support.s3 import FAKE_ENV, S3Server, s3, start_s3
 
@@ -253,7 +262,7 @@ def test_a_large_object_is_checked_with_one_small_ranged_read(
     scu.add_file(url)
     header = read_header(scu._entries[0])
     assert header == header_of(path.read_bytes())
-    assert sum(stop - start for start, stop in reads) <= 2 * remote.HEAD, reads
+    assert sum(stop - start for start, stop in reads) <= 2 * sparse.HEAD, reads
 
 
 def offline_testdata() -> list[str]:
@@ -278,8 +287,8 @@ def test_the_lazy_check_agrees_with_the_local_check_on_every_test_file(
     """With tiny thresholds every object goes through the sparse path (head, growth,
     block fetches), whole and cut short: same header or same error as the local check."""
     monkeypatch.setattr(remote, "READ_WHOLE", 0)
-    monkeypatch.setattr(remote, "HEAD", 512)
-    monkeypatch.setattr(remote, "_BLOCK", 4096)
+    monkeypatch.setattr(sparse, "HEAD", 512)
+    monkeypatch.setattr(sparse, "_BLOCK", 4096)
     bucket = s3.bucket()
     scu = StoreScu("127.0.0.1:104", storage_options=s3.options)
     expected: list[Any] = []
