@@ -127,7 +127,7 @@ def send(
     **options: Any,
 ) -> TransferResult:
     """Queue ``files`` in order and send them with short timeouts (overridable); with a
-    ``recorder``, check SPEC's event invariants and that callbacks ran on this thread."""
+    ``recorder``, check the event invariants and that callbacks ran on this thread."""
     scu = StoreScu(addr, **{**FAST_TIMEOUTS, **options})
     for cf in files:
         scu.add_file(cf.path)

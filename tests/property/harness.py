@@ -1,5 +1,5 @@
 """What the property tests share: queued entries with their model view, a callback
-recorder, and the checks of SPEC's invariants against the model and the SCP journal."""
+recorder, and the checks of StoreScu's promises against the model and the SCP journal."""
 
 from __future__ import annotations
 

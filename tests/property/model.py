@@ -1,10 +1,10 @@
-"""The reference model of a C-STORE transfer: what SPEC says must happen, as a pure function.
+"""The reference model of a C-STORE transfer: what the README says must happen, as a pure function.
 
 Given the queued entries, what the SCP accepts and how it answers each store, and the
 SCU's options, :func:`predict` says how every entry ends (sent in which syntax, or
 failed why), the counts, the warnings and the contexts the SCU must propose. The
 property tests run the real transfer and compare. The status table comes from
-:func:`mock_scp.strategies.status_kind`, written from SPEC independently of
+:func:`mock_scp.strategies.status_kind`, written from the README independently of
 ``scu.status``, so that a bug there is caught rather than copied.
 
 The simulation follows the entries in queue order, which is what concurrency 1 does.
@@ -192,7 +192,7 @@ def conversion_error(entry: Entry, target: str, codecs: Codecs) -> str | None:
 def wire_syntax(
     entry: Entry, policy: ScpPolicy, options: Options, codecs: Codecs
 ) -> tuple[str | None, Fate | None]:
-    """The syntax an entry goes out in, or why it cannot go out (SPEC "Transfer syntaxes")."""
+    """The syntax an entry goes out in, or why it cannot go out (README, "Transfer syntaxes")."""
     sop, own = entry.sop_class_uid, entry.transfer_syntax
     if options.transfer_syntax is not None:
         target = options.transfer_syntax

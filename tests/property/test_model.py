@@ -1,4 +1,4 @@
-"""The reference model on its own: hand-worked cases from SPEC, then its own invariants."""
+"""The reference model on its own: hand-worked cases from the README, then its own invariants."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every C-STORE status a PACS may answer, counted as SPEC "Statuses" says.
+"""Every C-STORE status a PACS may answer, counted as the README's "Statuses" says.
 
 Cheap and direct (one association per example, one rule per file): success and
 warnings (0x0001, 0x0107, 0x0116, 0xBxxx) count as successful with one warning line

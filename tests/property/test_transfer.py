@@ -4,10 +4,10 @@ The machine queues files (drawn SOP class, syntax, size) and unreadable entries,
 SCP behaviours (statuses of every kind, stalls past the DIMSE timeout, A-ABORTs before
 and during the data set, dropped connections, a rejected association), then sends with
 drawn SCU options (concurrency 1..4, forced or auto syntax, fail_fast,
-never_transcode), and checks after every send: the callback grammar (SPEC invariants
-1-5), the result against the reference model, and the SCP journal (invariant 6, the
+never_transcode), and checks after every send: the callback grammar (one outcome per entry,
+in order), the result against the reference model, and the SCP journal (what it stored, the
 syntax on the wire, no violations). ``send()`` keeps the queue, so a later send resends
-it all, as SPEC says.
+it all, as the README says.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ class TransferMachine(RuleBasedStateMachine):
         raising=st.sampled_from([None, None, *CALLBACK_KINDS]),
     )
     def send(self, how: str = "send", raising: str | None = None) -> None:
-        """Send the queue; ``raising`` names a callback that raises (SPEC invariant 5:
+        """Send the queue; ``raising`` names a callback that raises (a raising callback:
         the accounting must not suffer; ``send()`` then raises ``CallbackError``)."""
         assert self.scp.wait_idle(10), "the SCP did not go idle after the last send"
         self.scp.reset()

@@ -1,4 +1,4 @@
-"""SPEC "Association errors": refused connections, rejections, and faults mid-transfer
+"""Association errors: refused connections, rejections, and faults mid-transfer
 (A-ABORT, dropped connection, DIMSE stall) against a real pynetdicom SCP."""
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from scu import (
     TransferStarted,
 )
 
-# SPEC "scu.StoreScu", events table (seed names in snake_case).
+# The events of the node-dicom StoreScu documentation, its field names in snake_case.
 _EVENT_FIELDS = {
     TransferStarted: ["message", "total_files"],
     FileSending: ["message", "file", "sop_instance_uid", "sop_class_uid"],
@@ -186,7 +186,7 @@ def test_error_hierarchy_and_payloads() -> None:
         rejection.reason = 1  # type: ignore[misc]
 
 
-# The API other parts rely on (/tmp/scuapi.md, SPEC "scu.StoreScu").
+# The API other parts rely on (the README's "scu.StoreScu").
 _DOCUMENTED = {
     "StoreScu",
     "TransferResult",

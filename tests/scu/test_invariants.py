@@ -1,4 +1,5 @@
-"""SPEC "scu.StoreScu" invariants 1-6 over real associations with a pynetdicom SCP."""
+"""The promises of StoreScu (one outcome per entry, callbacks in order on the caller's
+thread, counts that add up, the SCP's journal agreeing) over real associations with a pynetdicom SCP."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ SUCCESS, WARNING, FAILURE = StatusCategory.SUCCESS, StatusCategory.WARNING, Stat
     ("status", "category", "meaning"),
     [
         (0x0000, SUCCESS, "Success"),
-        # Warnings (SPEC: counted successful).
+        # Warnings (counted successful).
         (0x0001, WARNING, "optional attributes"),
         (0x0107, WARNING, "attribute list error"),
         (0x0116, WARNING, "out of range"),

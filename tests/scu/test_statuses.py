@@ -1,4 +1,4 @@
-"""SPEC "Statuses": how each C-STORE status a real SCP answers is accounted."""
+"""Statuses: how each C-STORE status a real SCP answers is accounted."""
 
 from __future__ import annotations
 

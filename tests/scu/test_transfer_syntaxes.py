@@ -1,4 +1,4 @@
-"""SPEC "Transfer syntaxes": what goes on the wire, checked by a pynetdicom SCP that
+"""Transfer syntaxes (README, "Transfer syntaxes"): what goes on the wire, checked by a pynetdicom SCP that
 decodes every data set it receives."""
 
 from __future__ import annotations
@@ -246,7 +246,7 @@ def test_forced_syntax_the_scp_refuses_fails_each_file(
 def test_files_go_on_their_own_sop_class_context(scp_factory: Callable[..., HarnessScp]) -> None:
     """CT is accepted only in Implicit VR LE, MR only in Explicit VR LE. A CT file in
     Explicit VR LE must be converted to Implicit on a CT context, never sent on the MR
-    context that happens to accept its syntax (the anchor's bug)."""
+    context that happens to accept its syntax (a bug of the node-dicom implementation)."""
     scp = scp_factory(
         sop_classes=[CT, MR],
         syntaxes={CT: [ImplicitVRLittleEndian], MR: [ExplicitVRLittleEndian]},
