@@ -530,7 +530,8 @@ def test_store_on_another_sop_class_context(
     mr = "1.2.840.10008.5.1.4.1.1.4"
     c = raw(scp.port)
     c.associate([(1, CT, [h.EXPLICIT]), (3, mr, [h.EXPLICIT])])
-    c.store(3, CT, "1.2.3", h.explicit_dataset("1.2.3"))  # a CT store on MR's context: a node-dicom-style bug
+    # A CT store on MR's context (a node-dicom StoreScu bug).
+    c.store(3, CT, "1.2.3", h.explicit_dataset("1.2.3"))
     c.read_status()
     c.release()
     assert [v.kind for v in scp.violations] == ["context-mismatch"]

@@ -1,5 +1,6 @@
 """The promises of StoreScu (one outcome per entry, callbacks in order on the caller's
-thread, counts that add up, the SCP's journal agreeing) over real associations with a pynetdicom SCP."""
+thread, counts that add up, the SCP's journal agreeing) over real associations with a
+pynetdicom SCP."""
 
 from __future__ import annotations
 

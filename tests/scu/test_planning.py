@@ -237,7 +237,8 @@ def test_fallback_explicit_before_implicit_whatever_the_order() -> None:
 
 
 def test_another_sop_class_context_is_never_used() -> None:
-    # The bug of picking a context by syntax alone: MR's context carries the file's syntax, CT's was refused.
+    # The bug of picking a context by syntax alone: MR's context carries the file's
+    # syntax, CT's was refused.
     negotiated = [ctx(1, CT, [J2K], result=3), ctx(3, MR, [J2K]), ctx(5, MR, FALLBACK)]
     choice = select_context(negotiated, CT, J2K)
     assert isinstance(choice, Refusal)

@@ -1,5 +1,5 @@
-"""Transfer syntaxes (README, "Transfer syntaxes"): what goes on the wire, checked by a pynetdicom SCP that
-decodes every data set it receives."""
+"""Transfer syntaxes: what goes on the wire, checked by a pynetdicom SCP that decodes
+every data set it receives."""
 
 from __future__ import annotations
 
