@@ -497,9 +497,10 @@ class Connection:
         store = self.store
         if store is None:
             return
-        store.sink.write(event.data)
+        store.sink.write_chunks(event.chunks)
         if store.file is not None:
-            store.file.write(event.data)
+            for chunk in event.chunks:
+                store.file.write(chunk)
 
     def _store_ended(
         self,
@@ -559,7 +560,7 @@ class Connection:
         content = StoreContent(
             req,
             lambda: (
-                payload.head if payload.path is None and payload.memory is None else payload.read()
+                payload.head if payload.path is None and not payload.in_memory else payload.read()
             ),
         )
         decision = store.decision = self.port.decide(store.plan, content)

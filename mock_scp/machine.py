@@ -117,9 +117,10 @@ class FaultCarriedOut:
 
 @dataclass(frozen=True)
 class DatasetData:
-    """Data set bytes of the store being received: a view valid until the next feed."""
+    """Data set bytes of the store being received, as the PDVs of one feed brought them
+    (consecutive ones in one output): views valid until the next feed."""
 
-    data: memoryview
+    chunks: list[memoryview]
 
 
 @dataclass(frozen=True)
@@ -460,7 +461,11 @@ class ConnectionMachine:
     def _on_event(self, event: StreamEvent, out: list[Output]) -> None:
         if isinstance(event, DatasetChunk):
             if self._current is not None:
-                out.append(DatasetData(event.data))
+                last = out[-1] if out else None
+                if isinstance(last, DatasetData):
+                    last.chunks.append(event.data)  # one output for the whole feed
+                else:
+                    out.append(DatasetData([event.data]))
                 if self._plan.abort_during_dataset:
                     self._fire(Trigger.FAULT_ABORT)
                     self._current = None

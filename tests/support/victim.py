@@ -61,7 +61,7 @@ def _mock_stats(scp: Any) -> dict[str, Any]:
                 "action": s.action,
                 "complete": s.complete,
                 "size": s.size,
-                "kept": s.payload is not None and s.payload.memory is not None,
+                "kept": s.payload is not None and s.payload.in_memory,
                 "spilled": s.payload is not None and s.payload.path is not None,
                 "comment": s.comment,
                 "path": None if s.path is None else str(s.path),
