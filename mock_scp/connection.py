@@ -22,23 +22,19 @@ import ssl
 import struct
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from scu.protocol.pdu import AssociateRQ, ContextResult, UserIdentity
-from scu.protocol.status import StatusCategory, classify
 
-from .checks import error_comment, sniff, uid_mismatch, unanswerable
+from .checks import unanswerable
 from .config import ScpConfig
-from .journal import AssociationRecord, Journal, ReceivedStore, Violation
+from .journal import AssociationRecord, Journal, Violation
 from .machine import (
     Act,
     AssociationRequested,
     ConnectionMachine,
     ConnState,
     DatasetData,
-    Fault,
     FaultCarriedOut,
     OtherCommand,
     Output,
@@ -47,21 +43,18 @@ from .machine import (
     ReleaseRequested,
     StoreComplete,
     StoreInterrupted,
-    StorePlan,
     StoreRequested,
     WeAborted,
 )
 from .machine import Violation as MachineViolation
 from .matching import Plan
 from .negotiation import negotiate
-from .rules import Action, Decision, StoreContent, StoreRequest
+from .receiving import Receiving, Stopped, Store
+from .rules import Decision, StoreContent, StoreRequest
 from .storage import (
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
-    Payload,
     PayloadStore,
-    Sink,
-    StoreFile,
     StoreWriter,
 )
 
@@ -70,8 +63,6 @@ __all__ = ["Connection", "ServerPort"]
 _RECV_SIZE = 128 * 1024
 _DRAIN_SECONDS = 1.0
 #: Which rule action is which fault of the machine.
-_FAULTS = {"abort": Fault.ABORT, "disconnect": Fault.DISCONNECT, "garbage": Fault.GARBAGE}
-_ANSWERS = ("accept", "respond", "warn", "fail")
 
 
 class ServerPort(Protocol):
@@ -96,26 +87,9 @@ class ServerPort(Protocol):
     def check_identity(self, identity: UserIdentity | None) -> tuple[bool, bytes | None]: ...
 
 
-class _Stopped(Exception):
-    """The server is stopping."""
-
-
-@dataclass
-class _Store:
-    """A store being received or answered."""
-
-    request: StoreRequest
-    plan: Plan
-    sink: Sink
-    file: StoreFile | None
-    requested_at: float
-    complete: bool = False
-    decision: Decision | None = None
-    payload: Payload | None = None
-
-
-class Connection:
-    """One connection, served by one thread (:meth:`run`)."""
+class Connection(Receiving):
+    """One connection, served by one thread (:meth:`run`); how stores are received and
+    answered is :class:`mock_scp.receiving.Receiving`."""
 
     def __init__(self, port: ServerPort, sock: socket.socket, peer: Any) -> None:
         self.port = port
@@ -131,7 +105,7 @@ class Connection:
         )
         self.record: AssociationRecord | None = None
         self.counted = False  # holds one of max_associations
-        self.store: _Store | None = None
+        self.store: Store | None = None
         self._view = memoryview(bytearray(_RECV_SIZE))
         self._stall_view = memoryview(bytearray(16 * 1024))
         self._deadline: float | None = None
@@ -146,7 +120,7 @@ class Connection:
         try:
             if not self.port.stop_event.is_set():
                 self._serve()
-        except _Stopped:
+        except Stopped:
             self._handle(self.machine.stop())
             self._flush()
         except Exception as exc:  # a bug of ours: recorded, reported by check()
@@ -262,7 +236,7 @@ class Connection:
             limit = max(1, min(limit, int(rate / 20)))
         while True:
             if self.port.stop_event.is_set():
-                raise _Stopped
+                raise Stopped
             left = None if self._deadline is None else self._deadline - time.monotonic()
             if left is not None and left <= 0:
                 return None
@@ -283,11 +257,11 @@ class Connection:
             self._set_deadline()
             try:
                 n = self._recv()
-            except _Stopped:
+            except Stopped:
                 raise
             except OSError as exc:
                 if self.port.stop_event.is_set():
-                    raise _Stopped from None
+                    raise Stopped from None
                 self._handle(self.machine.peer_closed(f"reset ({exc})"))
                 break
             if n is None:
@@ -295,7 +269,7 @@ class Connection:
                 break
             if n == 0:
                 if self.port.stop_event.is_set():
-                    raise _Stopped
+                    raise Stopped
                 self._handle(self.machine.peer_closed())
                 break
             self._handle(self.machine.receive(self._view[:n]))
@@ -320,7 +294,7 @@ class Connection:
     def _throttle(self, n: int, rate: float) -> None:
         pause = n / rate
         if self.port.stop_event.wait(pause):
-            raise _Stopped
+            raise Stopped
         if self._deadline is not None:
             self._deadline += pause  # our own slowness is not the SCU's
 
@@ -448,228 +422,6 @@ class Connection:
         self._idle_from_now()
         self._handle(self.machine.resume())
         self._flush()
-
-    # --- stores --------------------------------------------------------------------------
-
-    def _plan_store(self, event: StoreRequested) -> StorePlan:
-        """The machine asks, as a C-STORE-RQ arrives, how to receive its data set."""
-        record = self.record
-        assert record is not None
-        command = event.command
-        request = StoreRequest(
-            nth=self.port.next_nth(),
-            sop_class_uid=command.affected_sop_class_uid or "",
-            sop_instance_uid=command.affected_sop_instance_uid or "",
-            transfer_syntax=event.transfer_syntax,
-            calling_ae_title=record.calling_ae_title,
-            called_ae_title=record.called_ae_title,
-            association_id=record.id,
-            message_id=command.message_id or 0,
-            context_id=event.context_id,
-            priority=command.priority or 0,
-            move_originator_ae_title=command.move_originator_ae_title,
-        )
-        plan = self.port.plan(request)
-        self.journal.notify_request(request)
-        writer = self.port.writer
-        file = None
-        if writer is not None:
-            from .storage import part10_bytes
-
-            file = writer.open(
-                part10_bytes(
-                    b"",
-                    sop_class_uid=request.sop_class_uid,
-                    sop_instance_uid=request.sop_instance_uid,
-                    transfer_syntax=request.transfer_syntax,
-                    source_ae_title=request.calling_ae_title,
-                )
-            )
-        arrived = event.arrived_at or time.time()
-        self.store = _Store(request, plan, self.port.payloads.open(), file, arrived)
-        early = plan.decision.action if plan.decision is not None else None
-        return StorePlan(
-            abort_during_dataset=early is not None and early.name == "abort",
-            read_rate=plan.bytes_per_second,
-        )
-
-    def _dataset_data(self, event: DatasetData) -> None:
-        store = self.store
-        if store is None:
-            return
-        store.sink.write_chunks(event.chunks)
-        if store.file is not None:
-            for chunk in event.chunks:
-                store.file.write(chunk)
-
-    def _store_ended(
-        self,
-        status: int | None,
-        action: str,
-        complete: bool,
-        comment: str | None = None,
-        *,
-        notify: bool = True,
-    ) -> ReceivedStore | None:
-        """Journal the current store; tell the listeners unless ``notify`` is False."""
-        store = self.store
-        if store is None:
-            return None
-        self.store = None
-        payload = store.payload if store.payload is not None else store.sink.close()
-        path = None
-        error = None
-        if store.file is not None:
-            if complete and status is not None:
-                path = store.file.commit(store.request.sop_instance_uid, store.request.nth)
-                error = store.file.error
-            else:
-                store.file.discard()
-        req = store.request
-        received = ReceivedStore(
-            sop_class_uid=req.sop_class_uid,
-            sop_instance_uid=req.sop_instance_uid,
-            transfer_syntax=req.transfer_syntax,
-            calling_ae_title=req.calling_ae_title,
-            called_ae_title=req.called_ae_title,
-            association_id=req.association_id,
-            message_id=req.message_id,
-            status=status,
-            action=action,
-            comment=comment if status is not None else None,
-            stalled_seconds=store.decision.stall_seconds if store.decision else 0.0,
-            complete=complete,
-            nth=req.nth,
-            payload=payload,
-            path=path,
-            write_error=error,
-            requested_at=store.requested_at,
-        )
-        self.journal.add_store(received, self.record)
-        if notify:
-            self.journal.notify(received)
-        return received
-
-    def _store_complete(self) -> None:
-        store = self.store
-        if store is None:
-            return
-        store.complete = True
-        req = store.request
-        payload = store.payload = store.sink.close()
-        content = StoreContent(
-            req,
-            lambda: (
-                payload.head if payload.path is None and not payload.in_memory else payload.read()
-            ),
-        )
-        decision = store.decision = self.port.decide(store.plan, content)
-        if decision.stall_seconds > 0:
-            cut = self._stall(decision.stall_seconds)
-            if cut:
-                self._check_dataset(store)
-                self._store_ended(None, "interrupted", True)
-                self._handle(cut)
-                return
-        action = decision.action
-        if action.name in _ANSWERS:
-            self._answer(store, action)
-            return
-        self._check_dataset(store)
-        self._store_ended(None, action.name, True)
-        fault = Fault.RESET if action.name == "disconnect" and action.rst else _FAULTS[action.name]
-        data = self.machine.fault(fault, garbage=action.data)
-        if fault is Fault.ABORT:
-            self._end("aborted", "A-ABORT by the mock instead of a response (rule)")
-        elif fault is Fault.GARBAGE:
-            self._end(
-                "dropped", f"{len(action.data)} garbage bytes then TCP close by the mock (rule)"
-            )
-        else:
-            self._end(
-                "dropped",
-                "TCP closed by the mock (rule" + (", reset)" if fault is Fault.RESET else ")"),
-            )
-        self._send(data)
-
-    def _check_dataset(self, store: _Store) -> tuple[str | None, str | None]:
-        """What the data set's first bytes say: a problem with its encoding (recorded as
-        a violation), and the SOP Instance UID it holds (``None``: not in the head)."""
-        payload = store.payload
-        assert payload is not None
-        req = store.request
-        problem, uid = sniff(payload.head, req.transfer_syntax, payload.size)
-        if problem is not None:
-            self._violation("wrong-transfer-syntax", problem, req.message_id)
-        return problem, uid
-
-    def _answer(self, store: _Store, action: Action) -> None:
-        """Answer first (the SCU waits for nothing else), then journal the store and run
-        the checks; readers of the journal wait until that is done."""
-        status, comment = action.status, action.comment
-        path: Path | None = None
-        error: str | None = None
-        written = store.file is not None and classify(status) is not StatusCategory.FAILURE
-        if written:
-            assert store.file is not None
-            # Written before the answer: a store that cannot be kept is not a success.
-            path = store.file.commit(store.request.sop_instance_uid, store.request.nth)
-            error = None if path is not None else store.file.error or "cannot write"
-            if error is not None:
-                status, comment = 0xA700, error_comment(error)
-            store.file = None
-        data = self.machine.answer(status, comment)
-        with self.journal.answering():
-            answered_at = time.time()
-            self._send(data)
-            problem, uid = self._check_dataset(store)
-            received = self._store_ended(status, action.name, True, comment, notify=False)
-            assert received is not None
-            received.answered_at = answered_at
-            if written:
-                received.path = path
-                received.write_error = error  # in full: the comment may be cut short
-            if problem is None:
-                if uid is None:
-                    self.journal.check_later(received)
-                else:
-                    received.dataset_sop_instance_uid = uid
-                    if uid != received.sop_instance_uid:
-                        self.journal.violation(uid_mismatch(received, uid))
-        self.journal.notify(received)
-        self._handle(self.machine.resume())
-        self._flush()
-
-    def _stall(self, seconds: float) -> list[Output]:
-        """Hold the answer back; what ended it early (the SCU's A-ABORT or close), or
-        ``[]`` when it ran its course. What else arrives waits (the machine keeps it)."""
-        end = time.monotonic() + seconds
-        while True:
-            left = end - time.monotonic()
-            if self.port.stop_event.is_set():
-                raise _Stopped
-            if left <= 0:
-                return []
-            if not self.machine.accepts_input:
-                if self.port.stop_event.wait(min(left, 0.05)):
-                    raise _Stopped
-                continue
-            self.sock.settimeout(min(left, 0.25))
-            try:
-                n = self.sock.recv_into(self._stall_view)
-            except TimeoutError:
-                continue
-            except OSError as exc:
-                if self.port.stop_event.is_set():
-                    raise _Stopped from None
-                return self.machine.peer_closed(f"reset ({exc})")
-            if n == 0:
-                if self.port.stop_event.is_set():
-                    raise _Stopped
-                return self.machine.peer_closed()
-            outputs = self.machine.receive(self._stall_view[:n])
-            if self.machine.ended:
-                return outputs
 
 
 def _proposed(request: AssociateRQ) -> list[tuple[int, str, tuple[str, ...]]]:

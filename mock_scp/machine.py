@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from scu.protocol import dimse, pdu
 from scu.protocol.dimse import Command
@@ -41,6 +40,24 @@ from scu.protocol.stream import (
 )
 from scu.protocol.uids import uid_problem
 
+from .outputs import (
+    AssociationRequested,
+    Close,
+    DatasetData,
+    FaultCarriedOut,
+    LocalProtocolError,
+    OtherCommand,
+    Output,
+    PeerAborted,
+    PeerClosed,
+    ReleaseRequested,
+    StoreComplete,
+    StoreInterrupted,
+    StorePlan,
+    StoreRequested,
+    Violation,
+    WeAborted,
+)
 from .states import DEFERRABLE_STATES, FAULT_STATES, TABLE, TERMINAL, Act, ConnState, Fault, Trigger
 
 __all__ = [
@@ -57,6 +74,7 @@ __all__ = [
     "FaultCarriedOut",
     "LocalProtocolError",
     "OtherCommand",
+    "Output",
     "PeerAborted",
     "PeerClosed",
     "ReleaseRequested",
@@ -71,133 +89,6 @@ __all__ = [
 
 #: Bytes kept from the SCU while the server decides (a pipelined request).
 MAX_DEFERRED = 256 * 1024
-
-
-class LocalProtocolError(RuntimeError):
-    """The server asked the machine for something its state does not allow (a bug)."""
-
-
-# --- what the machine reports ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AssociationRequested:
-    request: AssociateRQ
-
-
-@dataclass(frozen=True)
-class StoreRequested:
-    """A C-STORE-RQ command arrived; its data set follows."""
-
-    context_id: int
-    command: Command
-    #: The syntax its context was accepted in ("" when the context was not accepted).
-    transfer_syntax: str
-    abstract_syntax: str
-    #: When its bytes arrived (the machine's clock): earlier than when it is processed
-    #: if it came while the mock was still answering an earlier request.
-    arrived_at: float = 0.0
-
-
-@dataclass(frozen=True)
-class StorePlan:
-    """What the server decided, when a C-STORE-RQ arrived, about receiving its data set:
-    abort at its first fragment, or read it at most ``read_rate`` bytes per second."""
-
-    abort_during_dataset: bool = False
-    read_rate: float | None = None
-
-
-@dataclass(frozen=True)
-class FaultCarriedOut:
-    """The machine carried out a fault the plan armed (an A-ABORT is queued)."""
-
-    fault: Fault
-
-
-@dataclass(frozen=True)
-class DatasetData:
-    """Data set bytes of the store being received, as the PDVs of one feed brought them
-    (consecutive ones in one output): views valid until the next feed."""
-
-    chunks: list[memoryview]
-
-
-@dataclass(frozen=True)
-class StoreComplete:
-    size: int
-
-
-@dataclass(frozen=True)
-class StoreInterrupted:
-    """The store being received or answered ended without an answer."""
-
-    why: str
-
-
-@dataclass(frozen=True)
-class OtherCommand:
-    """A command other than C-STORE-RQ, answered by the machine (C-ECHO: success;
-    anything else: 0x0211 unrecognized operation; C-CANCEL: no answer)."""
-
-    command: Command
-    status: int | None
-
-
-@dataclass(frozen=True)
-class ReleaseRequested:
-    pass
-
-
-@dataclass(frozen=True)
-class PeerAborted:
-    source: int
-    reason: int
-
-
-@dataclass(frozen=True)
-class PeerClosed:
-    detail: str
-
-
-@dataclass(frozen=True)
-class Violation:
-    """Something the SCU did against the standard (see the journal's kinds)."""
-
-    kind: str
-    detail: str
-    message_id: int | None = None
-
-
-@dataclass(frozen=True)
-class WeAborted:
-    """We answered the SCU with an A-ABORT (queued in :meth:`~ConnectionMachine.data_to_send`)."""
-
-    detail: str
-
-
-Output = (
-    AssociationRequested
-    | StoreRequested
-    | FaultCarriedOut
-    | DatasetData
-    | StoreComplete
-    | StoreInterrupted
-    | OtherCommand
-    | ReleaseRequested
-    | PeerAborted
-    | PeerClosed
-    | Violation
-    | WeAborted
-)
-
-
-@dataclass(frozen=True)
-class Close:
-    """How the connection must end once what is queued has been written."""
-
-    act: Act  # CLOSE, RESET, SEND_AND_CLOSE (already written), or a graceful drain
-    graceful: bool
 
 
 class ConnectionMachine:

@@ -4,19 +4,18 @@ created without following links and renamed into place only when complete."""
 
 from __future__ import annotations
 
-import ctypes
 import io
-import mmap
 import os
 import struct
 import tempfile
 import threading
 import weakref
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scu.protocol.uids import is_valid_uid
+
+from .arena import Arena
 
 if TYPE_CHECKING:
     from mock_scp.journal import ReceivedStore
@@ -47,120 +46,6 @@ HEAD_SIZE = 64 * 1024
 KEPT_HEAD = 1024
 
 
-class _Arena:
-    """The memory budget as one anonymous mapping that data sets are copied into.
-
-    Fresh memory costs the kernel a page fault and zeroing per 4 KiB page on first touch
-    (about 0.5 ms for a 512 KB CT image here, more than the store itself): a thread keeps
-    the next :attr:`AHEAD` bytes populated (``MADV_POPULATE_WRITE``, which runs without
-    the GIL), so a store is copied into memory that is ready. Space is handed out from
-    the end (a bump pointer, in :attr:`BLOCK` pieces); a sink gives back what it did not
-    use, and everything at the end when its data set goes to a spill file, so one
-    connection's data sets are packed back to back. Without the populate call (an older
-    kernel) the pages fault in as they are written, as any memory does.
-    """
-
-    BLOCK = 256 * 1024
-    AHEAD = 8 * 1024 * 1024
-    _STEP = 2 * 1024 * 1024
-    _IDLE = 5.0  # seconds without a data set before the populating thread ends
-
-    def __init__(self, size: int) -> None:
-        self.size = size - size % self.BLOCK
-        self.map = mmap.mmap(-1, max(self.size, mmap.PAGESIZE))
-        self._lock = threading.Lock()
-        self.end = 0  # bytes handed out
-        self._populated = 0
-        self._wake = threading.Event()
-        self._closed = False
-        self._address = _address_of(self.map)
-        self._populating = self._address is not None and _madvise is not None
-        self._thread: threading.Thread | None = None
-
-    def take(self) -> int | None:
-        """The offset of a fresh :attr:`BLOCK`, or ``None`` when the budget is used up."""
-        with self._lock:
-            if self.end + self.BLOCK > self.size:
-                return None
-            offset = self.end
-            self.end += self.BLOCK
-            if self._populating and (self._thread is None or not self._thread.is_alive()):
-                # (Again after a while without data sets: the thread ends when idle.)
-                self._thread = threading.Thread(
-                    target=self._populate, name="mock-scp-arena", daemon=True
-                )
-                self._thread.start()
-        self._wake.set()
-        return offset
-
-    def give_back(self, start: int, stop: int) -> bool:
-        """Return ``[start, stop)`` if it is the last piece handed out (it then is free
-        again); whether it was."""
-        with self._lock:
-            if stop != self.end:
-                return False
-            self.end = start
-            return True
-
-    def _populate(self) -> None:
-        assert self._address is not None and _madvise is not None
-        while not self._closed:
-            with self._lock:
-                want = min(self.end + self.AHEAD, self.size)
-                start = self._populated
-            if start >= want:
-                if not self._wake.wait(self._IDLE):
-                    return  # nothing asked for a while; take() starts it again
-                self._wake.clear()
-                continue
-            length = min(self._STEP, want - start)
-            if _madvise(self._address + start, length, _MADV_POPULATE_WRITE) != 0:
-                self._populating = False  # not supported here: pages fault in as written
-                return
-            with self._lock:
-                self._populated = max(self._populated, start + length)
-
-    def reset(self) -> None:
-        """Forget everything handed out, and give its memory back to the system."""
-        with self._lock:
-            used, self.end = self.end, 0
-            self._populated = 0
-        if used:
-            try:
-                self.map.madvise(mmap.MADV_DONTNEED, 0, min(used + self.AHEAD, self.size))
-            except (AttributeError, OSError, ValueError):
-                pass
-
-    def close(self) -> None:
-        self._closed = True
-        self._wake.set()
-
-
-_MADV_POPULATE_WRITE = 23  # Linux 5.14
-
-
-def _libc_madvise() -> Callable[[int, int, int], int] | None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.madvise
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-# ctypes releases the GIL around the call: the pages are populated in parallel.
-_madvise = _libc_madvise()
-
-
-def _address_of(mapping: mmap.mmap) -> int | None:
-    try:
-        return ctypes.addressof(ctypes.c_char.from_buffer(mapping))
-    except (TypeError, ValueError):
-        return None
-
-
 class Payload:
     """Where one data set's bytes are: in memory (the budget's arena, or bytes given),
     in a spill file, or not kept."""
@@ -170,7 +55,7 @@ class Payload:
     def __init__(self) -> None:
         self._memory: bytes | bytearray | None = None
         self._segments: list[tuple[int, int]] | None = None  # in ``_arena``
-        self._arena: _Arena | None = None
+        self._arena: Arena | None = None
         self.path: str | None = None
         self.size = 0
         self._head = b""
@@ -243,7 +128,7 @@ class PayloadStore:
 
     ``keep_data`` False keeps none (only the first bytes, for the checks);
     ``memory_budget`` is the total bytes of data sets held in memory (0: spill every
-    one), an arena mapped when the first data set arrives (see :class:`_Arena`); beyond
+    one), an arena mapped when the first data set arrives (see :class:`Arena`); beyond
     it data sets go to files in ``spool_dir`` (a fresh temporary directory by
     default), removed when the store is reset or collected.
     """
@@ -259,7 +144,7 @@ class PayloadStore:
         self.memory_budget = memory_budget
         self._spool_parent = spool_dir
         self._lock = threading.Lock()
-        self._arena: _Arena | None = None
+        self._arena: Arena | None = None
         self._spool: tempfile.TemporaryDirectory[str] | None = None
         self._count = 0
 
@@ -269,13 +154,13 @@ class PayloadStore:
         arena = self._arena
         return 0 if arena is None else arena.end
 
-    def arena(self) -> _Arena | None:
+    def arena(self) -> Arena | None:
         """The arena (mapped on first use), or ``None`` when nothing is kept in memory."""
-        if not self.keep_data or self.memory_budget < _Arena.BLOCK:
+        if not self.keep_data or self.memory_budget < Arena.BLOCK:
             return None
         with self._lock:
             if self._arena is None:
-                self._arena = _Arena(self.memory_budget)
+                self._arena = Arena(self.memory_budget)
             return self._arena
 
     def _spool_path(self) -> str:
