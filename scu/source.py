@@ -132,11 +132,13 @@ class Entry:
 
 def _read_all(fd: int, size: int) -> bytes:
     chunks: list[bytes] = []
+    want = max(size + 1, 65536)
     while True:  # read to the end, whatever fstat said: the file may have grown
-        chunk = os.read(fd, max(size, 65536))
-        if not chunk:
+        chunk = os.read(fd, want)
+        if chunk:
+            chunks.append(chunk)
+        if len(chunk) < want:  # a regular file reads short only at its end
             return b"".join(chunks)
-        chunks.append(chunk)
 
 
 def _parse_meta(buf: bytes | mmap.mmap, offset: int, end: int) -> tuple[dict[int, str], int]:
@@ -226,8 +228,9 @@ def _read_header(buf: bytes | mmap.mmap) -> Header:
             f"data set is not encoded as its file meta says ({syntax}): "
             f"{'implicit' if explicit else 'explicit'} VR found at offset {offset}"
         )
-    walk(body, start, stop, explicit, 0, layout)
-    sop_class, sop_instance = leading_uids(body, start, stop, explicit, layout)
+    uids: dict[tuple[int, int], str] = {}
+    walk(body, start, stop, explicit, 0, layout, uids)  # finds the leading UIDs on its way
+    sop_class, sop_instance = uids.get((0x0008, 0x0016)), uids.get((0x0008, 0x0018))
     if not sop_class:
         raise EntryError("missing SOP Class UID (0008,0016) in the data set")
     if not sop_instance:

@@ -171,19 +171,20 @@ class Command:
 
 def decode_command(data: bytes | bytearray | memoryview) -> Command:
     """Decode a command set; raises :class:`CommandError` when it is malformed."""
-    view = memoryview(data)
+    raw = bytes(data)  # one copy; the values are slices of it
+    unpack = _ELEMENT.unpack_from
     values: dict[int, bytes] = {}
-    offset, end = 0, len(view)
+    offset, end = 0, len(raw)
     while offset < end:
         if offset + 8 > end:
             raise CommandError("truncated element in DIMSE command set")
-        group, element, length = _ELEMENT.unpack_from(view, offset)
+        group, element, length = unpack(raw, offset)
         offset += 8
         if group != 0x0000 or length == 0xFFFFFFFF or offset + length > end:
             raise CommandError(
                 f"malformed DIMSE command set: element ({group:04X},{element:04X}) length {length}"
             )
-        values[element] = bytes(view[offset : offset + length])
+        values[element] = raw[offset : offset + length]
         offset += length
     command = Command(MappingProxyType(values))
     if command.command_field is None:
