@@ -87,8 +87,9 @@ class Entry:
     data: bytes | None = None
 
     @contextmanager
-    def buffer(self) -> Iterator[bytes | mmap.mmap]:
-        """The entry's bytes: the data itself, or the file memory-mapped read-only."""
+    def buffer(self, opened: list[os.stat_result] | None = None) -> Iterator[bytes | mmap.mmap]:
+        """The entry's bytes: the data itself, or the file memory-mapped read-only.
+        ``opened`` receives the file's status as it was opened (to notice a change)."""
         if self.data is not None:
             yield self.data
             return
@@ -104,6 +105,8 @@ class Entry:
             raise EntryError(f"cannot open {self.path}: {exc.strerror or exc}") from None
         try:
             info = os.fstat(fd)
+            if opened is not None:
+                opened.append(info)
             if stat.S_ISDIR(info.st_mode):
                 raise EntryError(f"is a directory, not a file: {self.path}")
             if not stat.S_ISREG(info.st_mode):
@@ -170,13 +173,19 @@ def _parse_meta(buf: bytes | mmap.mmap, offset: int, end: int) -> tuple[dict[int
     return values, offset
 
 
-def read_header(entry: Entry) -> Header:
-    """Read and check an entry; :class:`EntryError` names what is wrong with it."""
-    with entry.buffer() as buf:
+def read_header(entry: Entry, keep: list[tuple[bytes, os.stat_result]] | None = None) -> Header:
+    """Read and check an entry; :class:`EntryError` names what is wrong with it. With
+    ``keep``, a file read whole into memory leaves there its bytes and its status as it
+    was opened (the sender may send those bytes if the file has not changed since)."""
+    opened: list[os.stat_result] | None = None if keep is None else []
+    with entry.buffer(opened) as buf:
         try:
-            return _read_header(buf)
+            header = _read_header(buf)
         except DatasetError as exc:
             raise EntryError(str(exc)) from None
+        if keep is not None and opened and isinstance(buf, bytes):
+            keep.append((buf, opened[0]))
+        return header
 
 
 def _read_header(buf: bytes | mmap.mmap) -> Header:

@@ -39,7 +39,8 @@ from scu.journal import TransferJournal, entry_key
 from scu.planning import AssociationPlan, SyntaxPolicy, plan_associations
 from scu.ratelimit import RateLimiter
 from scu.result import FileOutcome, TransferResult
-from scu.source import Entry, EntryError, Header, read_header
+from scu.source import Entry, EntryError, Header
+from scu.streaming import FIRST_PLAN_ENTRIES, Headers, Planner, safe_header
 from scu.worker import INTERRUPTED, Emit, RetryPolicy, Worker, WorkQueue, error_event
 
 __all__ = ["Callbacks", "Transfer", "plan", "safe_header"]
@@ -57,16 +58,6 @@ class Callbacks:
     sent: Callback[FileSent] = None
     error: Callback[FileError] = None
     completed: Callback[TransferCompleted] = None
-
-
-def safe_header(entry: Entry) -> Header | EntryError:
-    """The entry's header, or why it cannot be sent (a reader bug included)."""
-    try:
-        return read_header(entry)
-    except EntryError as exc:
-        return exc
-    except Exception as exc:  # a reader bug must not lose the entry
-        return EntryError(f"cannot read: {type(exc).__name__}: {exc}")
 
 
 def plan(
@@ -126,24 +117,20 @@ class Transfer:
         self.callback_error: BaseException | None = None
         self.work = WorkQueue(self.total, fail_fast=fail_fast)
         self.cancelled = False
-        self.headers: list[Header | EntryError] = []
-        self.plans: list[AssociationPlan] = []
-        self.plan_of: dict[str, int] = {}
+        self.planner = Planner(policy)
+        self.headers = Headers(self.entries, self.planner, self.work.upcoming)
 
     # -- step 1
     def prepare(self) -> None:
-        headers: list[Header | EntryError] = []
+        """Check the first entries, those the first association is planned from (see
+        :mod:`scu.streaming`); the rest are checked as the transfer goes."""
         try:
-            for entry in self.entries:
+            for index in range(min(FIRST_PLAN_ENTRIES, self.total)):
                 if self.interruption.interrupted:
                     break
-                headers.append(safe_header(entry))
+                self.headers.get(index)
         except KeyboardInterrupt:
             self.interruption.interrupt()
-            headers += [EntryError(INTERRUPTED)] * (len(self.entries) - len(headers))
-        headers += [EntryError(INTERRUPTED)] * (len(self.entries) - len(headers))
-        self.headers = headers
-        self.plans, self.plan_of = plan(self.headers, self.policy)
         if self.journal is not None:
             self.journal.begin(self.destination)
 
@@ -207,12 +194,7 @@ class Transfer:
         for index, outcome in enumerate(self.outcomes):
             if outcome is None:
                 self.dispatch(
-                    index,
-                    error_event(
-                        self.entries[index],
-                        self.headers[index] if index < len(self.headers) else None,
-                        why,
-                    ),
+                    index, error_event(self.entries[index], self.headers.peek(index), why)
                 )
 
     def _completed_event(self) -> TransferCompleted:
@@ -224,9 +206,8 @@ class Transfer:
 
     def _worker(self) -> Worker:
         return Worker(
-            self.entries, self.headers, self.plans, self.plan_of,
-            endpoint=self.endpoint, policy=self.policy, work=self.work, retry=self.retry,
-            limiter=self.limiter, interruption=self.interruption,
+            self.entries, self.headers, endpoint=self.endpoint, policy=self.policy,
+            work=self.work, retry=self.retry, limiter=self.limiter, interruption=self.interruption,
         )  # fmt: skip
 
     # -- running

@@ -23,12 +23,13 @@ from scu.convert import ConversionError, convert
 from scu.errors import AssociationError, ConnectionFailed, ProtocolError, TransportError
 from scu.events import Event, FileError, FileSending, FileSent
 from scu.payload import Payload, SourceError
-from scu.planning import AssociationPlan, Refusal, SyntaxPolicy
+from scu.planning import Refusal, Selection, SyntaxPolicy
 from scu.protocol.status import StatusCategory, classify, format_status
 from scu.protocol.uids import DEFLATED_EXPLICIT_VR_LE
 from scu.ratelimit import RateLimiter
 from scu.result import Attempt
 from scu.source import Entry, EntryError, Header
+from scu.streaming import REPLAN_AHEAD, Headers, need_of, own_contexts
 
 __all__ = ["Emit", "RetryPolicy", "WorkQueue", "Worker", "error_event"]
 
@@ -91,6 +92,10 @@ class WorkQueue:
         with self._lock:
             self._alive = count
 
+    def upcoming(self) -> tuple[int, int]:
+        """The entries not handed out yet (what the workers will ask for next)."""
+        return self._cursor, self._total
+
     def next_index(self) -> int | None:
         """The next entry, or ``None`` when the queue is empty, in which case the worker
         counts itself out (under the same lock, so an entry handed back by a failing
@@ -133,9 +138,7 @@ class Worker:
     def __init__(
         self,
         entries: Sequence[Entry],
-        headers: Sequence[Header | EntryError],
-        plans: Sequence[AssociationPlan],
-        plan_of: dict[str, int],
+        headers: Headers,
         *,
         endpoint: Endpoint,
         policy: SyntaxPolicy,
@@ -146,8 +149,7 @@ class Worker:
     ) -> None:
         self.entries = entries
         self.headers = headers
-        self.plans = plans
-        self.plan_of = plan_of
+        self.planner = headers.planner
         self.endpoint = endpoint
         self.policy = policy
         self.work = work
@@ -155,17 +157,23 @@ class Worker:
         self.limiter = limiter
         self.interruption = interruption
         self.assoc: Association | None = None
-        self.assoc_plan = -1
+        #: What the open association can carry (see :func:`scu.streaming.own_contexts`).
+        self.carried: frozenset[tuple[str, str]] = frozenset()
+        #: Where each (SOP class, file syntax) goes on the open association.
+        self.selections: dict[tuple[str, str], Selection | Refusal] = {}
+        #: Work done while an answer is awaited (see :meth:`Association.store`).
+        self.idle: Callable[[], bool] = headers.idle
 
     def _error(self, index: int, error: str, **kwargs: object) -> FileError:
-        return error_event(self.entries[index], self.headers[index], error, **kwargs)  # type: ignore[arg-type]
+        return error_event(self.entries[index], self.headers.peek(index), error, **kwargs)  # type: ignore[arg-type]
 
     def _fail(self, index: int, emit: Emit, event: FileError) -> None:
         self.work.failed()
         emit(index, event)
 
     def _drop_association(self, abort: bool = False) -> None:
-        assoc, self.assoc, self.assoc_plan = self.assoc, None, -1
+        assoc, self.assoc = self.assoc, None
+        self.carried, self.selections = frozenset(), {}
         if assoc is not None:
             if abort:
                 assoc.abort()
@@ -182,13 +190,16 @@ class Worker:
             time.sleep(min(left, 0.1))
         return False
 
-    def _open(self, plan_index: int) -> Association:
-        """An association for a plan, trying again after a transient refusal."""
+    def _open(self, header: Header) -> Association:
+        """An association that carries ``header``, planned from every entry checked so
+        far (and :data:`REPLAN_AHEAD` more), trying again after a transient refusal."""
+        self.headers.check_ahead(REPLAN_AHEAD)
         tried = 0
         while True:
             tried += 1
+            plan = self.planner.plan_for(header)
             try:
-                assoc = self.endpoint.open(self.plans[plan_index], interruption=self.interruption)
+                assoc = self.endpoint.open(plan, interruption=self.interruption)
             except AssociationError as exc:
                 if not exc.transient or tried > self.retry.retries:
                     raise
@@ -196,16 +207,21 @@ class Worker:
                 if not self._sleep(self.retry.delay(tried)):
                     raise
                 continue
-            self.assoc, self.assoc_plan = assoc, plan_index
+            self.assoc, self.carried = assoc, own_contexts(plan)
             self.work.opened()
             return assoc
 
-    def _usable(self, plan_index: int) -> Association:
-        if self.assoc is not None and (not self.assoc.usable or self.assoc_plan != plan_index):
+    def _usable(self, header: Header) -> Association:
+        """The open association if it is alive and carries ``header``, else a new one."""
+        assoc = self.assoc
+        if assoc is not None and (
+            need_of(self.policy, header) not in self.carried or not assoc.usable
+        ):
             self._drop_association()
-        if self.assoc is None:
-            return self._open(plan_index)
-        return self.assoc
+            assoc = None
+        if assoc is None:
+            return self._open(header)
+        return assoc
 
     def run(self, emit: Emit) -> None:
         dead: str | None = None
@@ -217,6 +233,7 @@ class Worker:
                     return
                 try:
                     dead = self._one(index, emit, dead)
+                    self.headers.forget(index)
                 except _Retired:
                     return
                 except KeyboardInterrupt:  # the caller's thread, inline: finish accounting
@@ -241,14 +258,14 @@ class Worker:
         if self.work.fail_fast_hit:
             emit(index, self._error(index, "not sent: fail_fast"))
             return dead
-        header = self.headers[index]
+        header = self.headers.get(index)
         if isinstance(header, EntryError):
             self._fail(
                 index, emit, self._error(index, str(header), message="File could not be read")
             )
             return dead
         try:
-            assoc = self._usable(self.plan_of[header.sop_class_uid])
+            assoc = self._usable(header)
         except Exception as exc:
             if not isinstance(exc, AssociationError):  # a bug: keep the accounting
                 log.exception("internal error while opening an association")
@@ -273,6 +290,8 @@ class Worker:
             return Payload.from_bytes(convert(entry, header, wire_syntax))
         if entry.data is not None:
             payload = Payload.from_bytes(memoryview(entry.data)[header.dataset_offset :])
+        elif (data := self.headers.unchanged_bytes(index)) is not None:
+            payload = Payload.from_bytes(memoryview(data)[header.dataset_offset :])
         else:
             assert entry.path is not None
             payload = Payload(
@@ -293,9 +312,12 @@ class Worker:
         announced = False
         while True:
             number = len(attempts) + 1
-            choice = self.policy.select(
-                assoc.negotiated, header.sop_class_uid, header.transfer_syntax
-            )
+            key = (header.sop_class_uid, header.transfer_syntax)
+            choice = self.selections.get(key)
+            if choice is None:  # the same for every such file on this association
+                choice = self.selections[key] = self.policy.select(
+                    assoc.negotiated, header.sop_class_uid, header.transfer_syntax
+                )
             if isinstance(choice, Refusal):
                 self._fail(index, emit, self._error(index, choice.reason, attempts=tuple(attempts)))
                 return
@@ -321,8 +343,9 @@ class Worker:
             comment: str | None = None
             try:
                 response = assoc.store(
-                    choice.context_id, header.sop_class_uid, header.sop_instance_uid, payload
-                )
+                    choice.context_id, header.sop_class_uid, header.sop_instance_uid, payload,
+                    self.idle,
+                )  # fmt: skip
             except TransportError as exc:
                 failure, transient = str(exc), exc.transient
                 self._drop_association()
@@ -366,7 +389,7 @@ class Worker:
             try:
                 if not self._sleep(self.retry.delay(number)):
                     raise AssociationError("the transfer was interrupted")
-                assoc = self._usable(self.plan_of[header.sop_class_uid])
+                assoc = self._usable(header)
             except AssociationError as exc:
                 self._fail(index, emit, self._error(
                     index, f"{failure}; then {exc}", status=status, attempts=tuple(attempts)
