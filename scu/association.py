@@ -368,6 +368,10 @@ class Association:
             return False
         return True
 
+    def readable(self, timeout: float = 0.0) -> bool:
+        """Whether the SCP has sent something, waiting at most ``timeout`` seconds."""
+        return bool(self._poller.poll(int(timeout * 1000)))
+
     # --- DIMSE -------------------------------------------------------------------------
 
     def _message_id(self) -> int:

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["RateLimiter"]
+__all__ = ["RateLimiter", "SharedRateLimiter"]
 
 
 class _Bucket:
@@ -48,6 +48,14 @@ class RateLimiter:
     def active(self) -> bool:
         return self._files is not None or self._bytes is not None
 
+    @property
+    def rates(self) -> tuple[float | None, float | None]:
+        """``(files per second, bytes per second)``; ``None`` for no limit."""
+        return (
+            None if self._files is None else self._files.rate,
+            None if self._bytes is None else self._bytes.rate,
+        )
+
     def acquire(self, size: int, stop: Callable[[], bool] = lambda: False) -> bool:
         """Wait for a file of ``size`` bytes; ``False`` if ``stop()`` came true first."""
         while True:
@@ -63,6 +71,50 @@ class RateLimiter:
                         self._files.tokens -= 1.0
                     if self._bytes is not None:
                         self._bytes.tokens -= size
+                    return True
+            if stop():
+                return False
+            time.sleep(min(wait, 0.1))
+
+
+class SharedRateLimiter(RateLimiter):
+    """The same limits, their buckets in shared memory under a process-shared lock, so
+    that forked worker processes draw from one budget (see :mod:`scu.processes`)."""
+
+    def __init__(self, files_per_second: float | None, bytes_per_second: float | None) -> None:
+        import math
+        import mmap
+        import multiprocessing
+
+        super().__init__(files_per_second, bytes_per_second)
+        self._shared_lock = multiprocessing.get_context("fork").Lock()
+        self._map = mmap.mmap(-1, 8 * 4)
+        self._state = memoryview(self._map).cast("d")  # files: tokens, stamp; bytes: same
+        for i, bucket in enumerate((self._files, self._bytes)):
+            self._state[2 * i] = bucket.tokens if bucket is not None else math.nan
+            self._state[2 * i + 1] = bucket.stamp if bucket is not None else math.nan
+
+    def acquire(self, size: int, stop: Callable[[], bool] = lambda: False) -> bool:
+        while True:
+            with self._shared_lock:
+                for i, bucket in enumerate((self._files, self._bytes)):
+                    if bucket is not None:  # this process's copy takes the shared state
+                        bucket.tokens, bucket.stamp = self._state[2 * i], self._state[2 * i + 1]
+                waits = [
+                    bucket.wait_time(amount)
+                    for bucket, amount in ((self._files, 1.0), (self._bytes, float(size)))
+                    if bucket is not None
+                ]
+                wait = max(waits, default=0.0)
+                if wait == 0.0:
+                    if self._files is not None:
+                        self._files.tokens -= 1.0
+                    if self._bytes is not None:
+                        self._bytes.tokens -= size
+                for i, bucket in enumerate((self._files, self._bytes)):
+                    if bucket is not None:
+                        self._state[2 * i], self._state[2 * i + 1] = bucket.tokens, bucket.stamp
+                if wait == 0.0:
                     return True
             if stop():
                 return False

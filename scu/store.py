@@ -366,7 +366,9 @@ class StoreScu:
         ), journal, resume)  # fmt: skip
         with sigint_sets(transfer.interruption):
             transfer.prepare()
-            if self.concurrency == 1:
+            if transfer.use_processes:
+                transfer.run_processes()
+            elif self.concurrency == 1:
                 transfer.run_inline()
             else:
                 transfer.run_threads()
@@ -392,7 +394,10 @@ class StoreScu:
             on_transfer_started, on_file_sending, on_file_sent, on_file_error, on_transfer_completed
         ), journal, resume)  # fmt: skip
         await asyncio.to_thread(transfer.prepare)
-        await transfer.run_async()
+        if transfer.use_processes:
+            await transfer.run_processes_async()
+        else:
+            await transfer.run_async()
         return transfer.finish()
 
     def preflight(self) -> list[PreflightItem]:

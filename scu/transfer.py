@@ -32,12 +32,22 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TypeVar
 
+from scu import processes
 from scu.association import Endpoint, Interruption
 from scu.errors import CallbackError, Interrupted
 from scu.events import Event, FileError, FileSending, FileSent, TransferCompleted, TransferStarted
 from scu.journal import TransferJournal, entry_key
 from scu.planning import AssociationPlan, SyntaxPolicy, plan_associations
-from scu.ratelimit import RateLimiter
+from scu.processes import (
+    Outbox,
+    ProcessPool,
+    ProcessWorkQueue,
+    Shared,
+    SharedInterruption,
+    processes_available,
+    rebuild_error,
+)
+from scu.ratelimit import RateLimiter, SharedRateLimiter
 from scu.result import FileOutcome, TransferResult
 from scu.source import Entry, EntryError, Header
 from scu.streaming import FIRST_PLAN_ENTRIES, Headers, Planner, safe_header
@@ -117,6 +127,18 @@ class Transfer:
         self.callback_error: BaseException | None = None
         self.work = WorkQueue(self.total, fail_fast=fail_fast)
         self.cancelled = False
+        #: Worker processes instead of threads (see :mod:`scu.processes`).
+        self.workers = max(1, min(concurrency, self.total))
+        self.use_processes = (
+            self.workers > 1 and self.total >= processes.PROCESS_MIN_FILES and processes_available()
+        )
+        self.shared: Shared | None = None
+        self.pool: ProcessPool | None = None
+        if self.use_processes:
+            self.shared = Shared(self.total, self.workers)
+            self.interruption = SharedInterruption(self.shared)
+            if self.limiter.active:
+                self.limiter = SharedRateLimiter(*self.limiter.rates)
         self.planner = Planner(policy)
         self.headers = Headers(self.entries, self.planner, self.work.upcoming)
 
@@ -185,12 +207,19 @@ class Transfer:
             self.journal.record(self.keys[index], self.destination, outcome)
 
     def _close_leftovers(self) -> None:
-        """Close any entry no worker closed (interrupted, or a bug): nothing is dropped."""
-        why = (
-            INTERRUPTED
-            if self.interruption.interrupted
-            else "internal error: the entry was never processed"
-        )
+        """Close any entry no worker closed (interrupted, stopped by ``fail_fast``, left
+        by a worker process that died, or a bug): nothing is dropped."""
+        if self.interruption.interrupted:
+            why = INTERRUPTED
+        elif self.work.fail_fast_hit or (self.shared and self.shared.ints[Shared.FAIL_FAST]):
+            why = "not sent: fail_fast"
+        elif self.pool is not None and self.pool.unclean():
+            why = (
+                "internal error: a worker process ended unexpectedly "
+                f"({self.pool.unclean()[0].describe()})"
+            )
+        else:
+            why = "internal error: the entry was never processed"
         for index, outcome in enumerate(self.outcomes):
             if outcome is None:
                 self.dispatch(
@@ -279,6 +308,119 @@ class Transfer:
                 item = events.get_nowait()
                 if item is not _DONE:
                     self.dispatch(*item)
+            self._close_leftovers()
+            self.dispatch(None, self._completed_event())
+
+    # -- worker processes (see scu.processes)
+    def _child(self, outbox: Outbox, work: ProcessWorkQueue) -> None:
+        """What a worker process runs (forked: it has the queue and the headers)."""
+        self.headers.after_fork(work.upcoming)
+        worker = Worker(
+            self.entries, self.headers, endpoint=self.endpoint, policy=self.policy,
+            work=work, retry=self.retry, limiter=self.limiter, interruption=self.interruption,
+        )  # fmt: skip
+        headers_idle = self.headers.idle
+
+        def idle() -> bool:
+            if headers_idle():
+                outbox.idle()
+                return True
+            outbox.idle()
+            if outbox.items:
+                # Nothing left to check: send the events held unless the answer comes
+                # at once (a stalled SCP must not hold back the events of earlier files).
+                assoc = worker.assoc
+                if assoc is None or not assoc.readable(0.001):
+                    outbox.flush()
+            return False
+
+        worker.idle = idle
+        worker.before_block = outbox.flush
+        worker.run(outbox.emit)
+
+    def _deliver(self, pool: ProcessPool, fd: int, index: int | None, item: Any) -> None:
+        if index is not None:
+            self.dispatch(index, item)
+            return
+        kind = item[0]
+        if kind == "opened":
+            self.work.opened()
+        elif kind == "could-not-open":
+            self.work.could_not_open(rebuild_error(*item[1:]))
+        elif kind == "done":
+            pool.mark_clean(fd)
+        elif kind == "crashed":
+            log.error("internal error in a worker process:\n%s", item[1])
+
+    def _pump(self, pool: ProcessPool, fds: Iterable[int]) -> None:
+        """Read what the processes sent and dispatch it, in the order each sent it."""
+        pending = pool.pending
+        for fd in fds:
+            pending.extend((fd, index, item) for index, item in pool.read(fd))
+        while pending:
+            fd, index, item = pending.popleft()
+            self._deliver(pool, fd, index, item)
+
+    def run_processes(self) -> None:
+        assert self.shared is not None
+        pool = self.pool = ProcessPool(self.shared, self.workers)
+        self.dispatch(None, TransferStarted("Transfer started", self.total))
+        presses = 0
+        try:
+            pool.start(self._child, fail_fast=self.work.fail_fast)
+            while pool.running or pool.pending:
+                try:
+                    self._pump(pool, pool.wait(0.5) if pool.running else ())
+                except KeyboardInterrupt:
+                    # The processes stop taking entries and give what is in flight a
+                    # moment; a second interruption ends that wait, a third ends them.
+                    presses += 1
+                    self.interruption.interrupt()
+                    if presses >= 3:
+                        pool.kill()
+        finally:
+            if pool.running:  # an error of our own: do not leave processes behind
+                self.interruption.interrupt()
+                pool.kill()
+            self._close_leftovers()
+            self.dispatch(None, self._completed_event())
+
+    async def run_processes_async(self) -> None:
+        assert self.shared is not None
+        loop = asyncio.get_running_loop()
+        pool = self.pool = ProcessPool(self.shared, self.workers)
+        finished: asyncio.Future[None] = loop.create_future()
+
+        def readable(fd: int) -> None:
+            try:
+                self._pump(pool, (fd,))
+            finally:
+                if fd not in pool.pids:
+                    loop.remove_reader(fd)
+                if not pool.running and not finished.done():
+                    finished.set_result(None)
+
+        self.dispatch(None, TransferStarted("Transfer started", self.total))
+        try:
+            pool.start(self._child, fail_fast=self.work.fail_fast)
+            for fd in pool.fds:
+                loop.add_reader(fd, readable, fd)
+            if not pool.running:
+                finished.set_result(None)
+            while not finished.done():
+                try:
+                    await asyncio.shield(finished)
+                except (asyncio.CancelledError, KeyboardInterrupt):
+                    # Cancelled: account for everything first, as send() does.
+                    self.interruption.interrupt()
+                    self.cancelled = True
+        finally:
+            for fd in pool.fds:
+                loop.remove_reader(fd)
+            if pool.running:
+                self.interruption.interrupt()
+                pool.kill()
+            self._pump(pool, ())
             self._close_leftovers()
             self.dispatch(None, self._completed_event())
 

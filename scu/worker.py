@@ -84,7 +84,7 @@ class WorkQueue:
         self._requeued: list[int] = []
         self._alive = 0
         self.fail_fast = fail_fast
-        self.fail_fast_hit = False
+        self._fail_fast_hit = False
         self.established = False
         self.association_error: AssociationError | None = None
 
@@ -129,7 +129,12 @@ class WorkQueue:
 
     def failed(self) -> None:
         if self.fail_fast:
-            self.fail_fast_hit = True
+            self._fail_fast_hit = True
+
+    @property
+    def fail_fast_hit(self) -> bool:
+        """A failure stopped the transfer (``fail_fast``)."""
+        return self._fail_fast_hit
 
 
 class Worker:
@@ -163,6 +168,9 @@ class Worker:
         self.selections: dict[tuple[str, str], Selection | Refusal] = {}
         #: Work done while an answer is awaited (see :meth:`Association.store`).
         self.idle: Callable[[], bool] = headers.idle
+        #: Called before anything that may block for long (opening an association,
+        #: a back-off, a rate limit): a worker process sends the events it holds.
+        self.before_block: Callable[[], None] = _nothing
 
     def _error(self, index: int, error: str, **kwargs: object) -> FileError:
         return error_event(self.entries[index], self.headers.peek(index), error, **kwargs)  # type: ignore[arg-type]
@@ -182,6 +190,7 @@ class Worker:
 
     def _sleep(self, seconds: float) -> bool:
         """Sleep unless interrupted; ``False`` when the transfer was interrupted."""
+        self.before_block()
         end = time.monotonic() + seconds
         while not self.interruption.interrupted:
             left = end - time.monotonic()
@@ -190,9 +199,15 @@ class Worker:
             time.sleep(min(left, 0.1))
         return False
 
+    def _acquire(self, size: int) -> bool:
+        """Wait for the rate limits; ``False`` if the transfer was interrupted first."""
+        self.before_block()
+        return self.limiter.acquire(size, lambda: self.interruption.interrupted)
+
     def _open(self, header: Header) -> Association:
         """An association that carries ``header``, planned from every entry checked so
         far (and :data:`REPLAN_AHEAD` more), trying again after a transient refusal."""
+        self.before_block()
         self.headers.check_ahead(REPLAN_AHEAD)
         tried = 0
         while True:
@@ -326,9 +341,7 @@ class Worker:
             except ConversionError as exc:
                 self._fail(index, emit, self._error(index, f"cannot convert: {exc}"))
                 return
-            if self.limiter.active and not self.limiter.acquire(
-                payload.length, lambda: self.interruption.interrupted
-            ):
+            if self.limiter.active and not self._acquire(payload.length):
                 emit(index, self._error(index, INTERRUPTED, attempts=tuple(attempts)))
                 return
             if not announced:
@@ -395,6 +408,10 @@ class Worker:
                     index, f"{failure}; then {exc}", status=status, attempts=tuple(attempts)
                 ))  # fmt: skip
                 return
+
+
+def _nothing() -> None:
+    pass
 
 
 class _Retired(Exception):
