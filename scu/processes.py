@@ -297,7 +297,7 @@ class ProcessPool:
         self.exits: dict[int, ChildExit] = {}  # pid -> how it ended
         self._buffers: dict[int, bytearray] = {}
         self._poller = select.poll()
-        #: Items read and not dispatched yet: (fd, index, event or message).
+        #: Items read and not dispatched yet: (pid, index, event or message).
         self.pending: deque[tuple[int, int | None, Any]] = deque()
 
     def start(self, child: Callable[[Outbox, ProcessWorkQueue], None], *, fail_fast: bool) -> None:
@@ -346,9 +346,10 @@ class ProcessPool:
         ms = None if timeout is None else max(0, int(timeout * 1000))
         return [fd for fd, _ in self._poller.poll(ms)]
 
-    def read(self, fd: int) -> Iterator[tuple[int | None, Any]]:
-        """What process ``fd`` sent since the last read; at its end the process is
-        reaped and forgotten."""
+    def read(self, fd: int) -> None:
+        """Queue in :attr:`pending` what process ``fd`` sent since the last read; at its
+        end the process is reaped and forgotten."""
+        pid = self.pids[fd]
         buffer = self._buffers[fd]
         closed = False
         while True:
@@ -360,7 +361,7 @@ class ProcessPool:
                 closed = True
                 break
             buffer += chunk
-        yield from _frames(buffer)
+        self.pending.extend((pid, index, item) for index, item in _frames(buffer))
         if closed:
             self._reap(fd)
 
@@ -372,10 +373,8 @@ class ProcessPool:
         _, status = os.waitpid(pid, 0)
         self.exits[pid].status = os.waitstatus_to_exitcode(status)
 
-    def mark_clean(self, fd: int) -> None:
-        pid = self.pids.get(fd)
-        if pid is not None:
-            self.exits[pid].clean = True
+    def mark_clean(self, pid: int) -> None:
+        self.exits[pid].clean = True
 
     def unclean(self) -> list[ChildExit]:
         return [e for e in self.exits.values() if not e.clean]

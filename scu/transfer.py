@@ -215,8 +215,9 @@ class Transfer:
             why = "not sent: fail_fast"
         elif self.pool is not None and self.pool.unclean():
             why = (
-                "internal error: a worker process ended unexpectedly "
-                f"({self.pool.unclean()[0].describe()})"
+                "not sent or not answered: the worker process sending it ended "
+                f"unexpectedly ({self.pool.unclean()[0].describe()}); it may have reached "
+                "the SCP"
             )
         else:
             why = "internal error: the entry was never processed"
@@ -338,7 +339,7 @@ class Transfer:
         worker.before_block = outbox.flush
         worker.run(outbox.emit)
 
-    def _deliver(self, pool: ProcessPool, fd: int, index: int | None, item: Any) -> None:
+    def _deliver(self, pool: ProcessPool, pid: int, index: int | None, item: Any) -> None:
         if index is not None:
             self.dispatch(index, item)
             return
@@ -348,7 +349,7 @@ class Transfer:
         elif kind == "could-not-open":
             self.work.could_not_open(rebuild_error(*item[1:]))
         elif kind == "done":
-            pool.mark_clean(fd)
+            pool.mark_clean(pid)
         elif kind == "crashed":
             log.error("internal error in a worker process:\n%s", item[1])
 
@@ -356,10 +357,10 @@ class Transfer:
         """Read what the processes sent and dispatch it, in the order each sent it."""
         pending = pool.pending
         for fd in fds:
-            pending.extend((fd, index, item) for index, item in pool.read(fd))
+            pool.read(fd)
         while pending:
-            fd, index, item = pending.popleft()
-            self._deliver(pool, fd, index, item)
+            pid, index, item = pending.popleft()
+            self._deliver(pool, pid, index, item)
 
     def run_processes(self) -> None:
         assert self.shared is not None
