@@ -69,6 +69,7 @@ def scale_check(
     farms = {n: corpus.link_farm(small.files, n, workdir / f"links-{n}") for n in sizes}
     rates: dict[int, list[float]] = {n: [] for n in sizes}
     firsts: dict[int, list[float]] = {n: [] for n in sizes}
+    peaks: dict[int, int] = {n: 0 for n in sizes}
     errors: list[str] = []
     for rep in range(repeat):
         for n in sizes:  # alternate, so drift hits every size alike
@@ -85,6 +86,7 @@ def scale_check(
             )
             if s.ok:
                 rates[n].append(n / s.seconds)
+                peaks[n] = max(peaks[n], s.peak_rss_kb)
                 if s.extra.get("first_store_seconds") is not None:
                     firsts[n].append(float(s.extra["first_store_seconds"]))
             elif s.error:
@@ -98,6 +100,7 @@ def scale_check(
         "target": "files/s flat as the queue grows; first store < 50 ms with 100,000 queued",
         "files_per_second": {str(n): med[n] for n in sizes},
         "first_store_seconds": {str(n): first[n] for n in sizes},
+        "peak_rss_mib": {str(n): peaks[n] / 1024 for n in sizes},
         "ratio_long_to_short": hi / lo if lo and hi else None,
         "error": errors[0] if errors else None,
     }

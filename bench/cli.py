@@ -177,6 +177,7 @@ def render(report: dict[str, Any]) -> str:
             )
         elif c["check"] == "scale" and c.get("error") is None:
             firsts = c.get("first_store_seconds", {})
+            peaks = c.get("peak_rss_mib", {})
             rates = ", ".join(
                 f"{int(n):,} queued: {_fmt(v, '.1f')} files/s"
                 + (
@@ -188,7 +189,9 @@ def render(report: dict[str, Any]) -> str:
             )
             lines.append(
                 f"  scale StoreScu c=1: {rates}; longest/shortest "
-                f"{_fmt(c['ratio_long_to_short'], '.3f')} [{c['target']}]"
+                f"{_fmt(c['ratio_long_to_short'], '.3f')}; peak RSS "
+                + ", ".join(f"{v:.1f}" for v in peaks.values())
+                + f" MiB [{c['target']}]"
             )
         elif c["check"] == "big" and c.get("error") is None:
             lines.append(

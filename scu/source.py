@@ -13,10 +13,12 @@ Nothing here touches the network; :mod:`scu.store` streams the data set from
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import stat
 import struct
+import sys
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -206,7 +208,7 @@ def _read_header(buf: bytes | mmap.mmap) -> Header:
         syntax = meta.get(0x0010)
         if not syntax:
             raise EntryError("file meta has no Transfer Syntax UID (0002,0010)")
-        if uid_problem(syntax) is not None:
+        if _class_uid_problem(syntax) is not None:
             raise EntryError(
                 f"file meta Transfer Syntax UID (0002,0010) {syntax!r} is not a UID: "
                 f"{uid_problem(syntax)}"
@@ -244,11 +246,19 @@ def _read_header(buf: bytes | mmap.mmap) -> Header:
         raise EntryError("missing SOP Class UID (0008,0016) in the data set")
     if not sop_instance:
         raise EntryError("missing SOP Instance UID (0008,0018) in the data set")
-    for label, uid in (("SOP Class UID", sop_class), ("SOP Instance UID", sop_instance)):
-        problem = uid_problem(uid)
+    for label, uid, check in (
+        ("SOP Class UID", sop_class, _class_uid_problem),
+        ("SOP Instance UID", sop_instance, uid_problem),
+    ):
+        problem = check(uid)
         if problem is not None:
             raise EntryError(f"invalid {label} {uid!r} in the data set: {problem}")
-    return Header(sop_class, sop_instance, syntax, offset, size, has_meta)
+    # A queue repeats a few classes and syntaxes: one string each, not one per file.
+    return Header(sys.intern(sop_class), sop_instance, sys.intern(syntax), offset, size, has_meta)
+
+
+#: uid_problem for the few values a queue repeats (transfer syntaxes, SOP classes).
+_class_uid_problem = functools.lru_cache(maxsize=1024)(uid_problem)
 
 
 def _plausible_dataset_start(buf: bytes | mmap.mmap) -> bool:
