@@ -53,6 +53,9 @@ from typing import Any
 
 from scu.association import Interruption
 from scu.errors import AssociationError, AssociationRejected, ConnectionFailed, Rejection
+from scu.events import FileError, FileSending, FileSent
+from scu.result import Attempt
+from scu.streaming import FIRST_PLAN_ENTRIES
 from scu.worker import WorkQueue
 
 __all__ = [
@@ -153,25 +156,67 @@ class SharedInterruption(Interruption):
         return None if math.isnan(at) else at + self.GRACE
 
 
+#: Tags of a packed outcome (see :func:`pack`); messages are tuples led by a string.
+SENT, ERROR = 1, 2
+
+
+def pack(index: int, event: FileSent | FileError, announced: bool) -> tuple[Any, ...]:
+    """An entry's outcome as plain values (cheap to pickle): the entry's name and the
+    FileSending that came before (``announced``) are rebuilt by :func:`unpack`."""
+    attempts = tuple(
+        (a.number, a.ok, a.status, a.error, a.duration_seconds) for a in event.attempts
+    )
+    if isinstance(event, FileSent):
+        return (SENT, index, announced, event.message, event.sop_instance_uid,
+                event.sop_class_uid, event.transfer_syntax, event.duration_seconds,
+                event.status, event.warning, attempts, event.size)  # fmt: skip
+    return (ERROR, index, announced, event.message, event.error, event.sop_instance_uid,
+            event.sop_class_uid, event.file_transfer_syntax, event.status, attempts)  # fmt: skip
+
+
+def unpack(item: tuple[Any, ...], name: str) -> tuple[FileSending | None, FileSent | FileError]:
+    """The events of a packed outcome: its FileSending (if it was announced), then it."""
+    attempts = tuple(Attempt(*a) for a in item[-2 if item[0] == SENT else -1])
+    if item[0] == SENT:
+        _, _, announced, message, uid, sop_class, syntax, duration, status, warning = item[:10]
+        event: FileSent | FileError = FileSent(
+            message, name, uid, sop_class, syntax, duration, status, warning, attempts, item[11]
+        )
+    else:
+        _, _, announced, message, error, uid, sop_class, syntax, status = item[:9]
+        event = FileError(message, name, error, uid, sop_class, syntax, status, attempts)
+    sending = FileSending("Sending file", name, uid, sop_class) if announced else None
+    return sending, event
+
+
 class Outbox:
-    """A worker process's side of its pipe: ``(index, event)`` pairs and messages, in
-    batches of length-prefixed pickles."""
+    """A worker process's side of its pipe: packed outcomes and messages, in batches of
+    length-prefixed pickles. A FileSending is not sent on its own: the outcome that
+    follows it says it was announced, and the caller's process dispatches both."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        self.items: list[tuple[int | None, Any]] = []
+        self.items: list[tuple[Any, ...]] = []
         self.first = 0.0
+        self.announced: set[int] = set()
 
     def emit(self, index: int | None, event: Any) -> None:
+        assert index is not None
+        if isinstance(event, FileSending):
+            self.announced.add(index)
+            return
         if not self.items:
             self.first = time.monotonic()
-        self.items.append((index, event))
+        announced = index in self.announced
+        if announced:
+            self.announced.discard(index)
+        self.items.append(pack(index, event, announced))
         if len(self.items) >= _BATCH:
             self.flush()
 
     def tell(self, *message: Any) -> None:
-        """A message for the caller's process (sent at once)."""
-        self.items.append((None, message))
+        """A message for the caller's process (sent at once); led by a string."""
+        self.items.append(message)
         self.flush()
 
     def idle(self) -> bool:
@@ -204,6 +249,7 @@ class ProcessWorkQueue(WorkQueue):
         self._pos = self._stop = 0
         self._told_open = False
         self._gone = False
+        self._first_claim = True
 
     def upcoming(self) -> tuple[int, int]:
         return self._pos, self._stop
@@ -234,7 +280,13 @@ class ProcessWorkQueue(WorkQueue):
                 self._leave()
                 return None
             alive = max(1, ints[Shared.ALIVE])
-            take = max(1, min(CHUNK, (total - cursor) // (2 * alive)))
+            if self._first_claim:
+                # The first association is planned from the entries this process takes
+                # first (streaming.FIRST_PLAN_ENTRIES between the processes).
+                take = max(1, min(FIRST_PLAN_ENTRIES // alive, (total - cursor) // alive))
+                self._first_claim = False
+            else:
+                take = max(1, min(CHUNK, (total - cursor) // (2 * alive)))
             ints[Shared.CURSOR] = cursor + take
         self._pos, self._stop = cursor + 1, cursor + take
         return cursor
@@ -297,8 +349,8 @@ class ProcessPool:
         self.exits: dict[int, ChildExit] = {}  # pid -> how it ended
         self._buffers: dict[int, bytearray] = {}
         self._poller = select.poll()
-        #: Items read and not dispatched yet: (pid, index, event or message).
-        self.pending: deque[tuple[int, int | None, Any]] = deque()
+        #: Items read and not dispatched yet: (pid, packed outcome or message).
+        self.pending: deque[tuple[int, tuple[Any, ...]]] = deque()
 
     def start(self, child: Callable[[Outbox, ProcessWorkQueue], None], *, fail_fast: bool) -> None:
         """Fork the processes; each runs ``child(outbox, work)`` and exits."""
@@ -361,7 +413,7 @@ class ProcessPool:
                 closed = True
                 break
             buffer += chunk
-        self.pending.extend((pid, index, item) for index, item in _frames(buffer))
+        self.pending.extend((pid, item) for item in _frames(buffer))
         if closed:
             self._reap(fd)
 
@@ -389,7 +441,7 @@ class ProcessPool:
             self._reap(fd)
 
 
-def _frames(buffer: bytearray) -> Iterator[tuple[int | None, Any]]:
+def _frames(buffer: bytearray) -> Iterator[tuple[Any, ...]]:
     """The complete frames at the start of ``buffer`` (consumed), item by item."""
     pos = 0
     while len(buffer) - pos >= _HEADER:

@@ -39,6 +39,8 @@ from scu.events import Event, FileError, FileSending, FileSent, TransferComplete
 from scu.journal import TransferJournal, entry_key
 from scu.planning import AssociationPlan, SyntaxPolicy, plan_associations
 from scu.processes import (
+    ERROR,
+    SENT,
     Outbox,
     ProcessPool,
     ProcessWorkQueue,
@@ -46,6 +48,7 @@ from scu.processes import (
     SharedInterruption,
     processes_available,
     rebuild_error,
+    unpack,
 )
 from scu.ratelimit import RateLimiter, SharedRateLimiter
 from scu.result import FileOutcome, TransferResult
@@ -145,9 +148,11 @@ class Transfer:
     # -- step 1
     def prepare(self) -> None:
         """Check the first entries, those the first association is planned from (see
-        :mod:`scu.streaming`); the rest are checked as the transfer goes."""
+        :mod:`scu.streaming`); the rest are checked as the transfer goes. Worker
+        processes check the first entries they take themselves, in parallel."""
+        first = 0 if self.use_processes else min(FIRST_PLAN_ENTRIES, self.total)
         try:
-            for index in range(min(FIRST_PLAN_ENTRIES, self.total)):
+            for index in range(first):
                 if self.interruption.interrupted:
                     break
                 self.headers.get(index)
@@ -339,12 +344,15 @@ class Transfer:
         worker.before_block = outbox.flush
         worker.run(outbox.emit)
 
-    def _deliver(self, pool: ProcessPool, pid: int, index: int | None, item: Any) -> None:
-        if index is not None:
-            self.dispatch(index, item)
-            return
+    def _deliver(self, pool: ProcessPool, pid: int, item: tuple[Any, ...]) -> None:
         kind = item[0]
-        if kind == "opened":
+        if kind == SENT or kind == ERROR:
+            index = item[1]
+            sending, event = unpack(item, self.entries[index].name)
+            if sending is not None:
+                self.dispatch(index, sending)
+            self.dispatch(index, event)
+        elif kind == "opened":
             self.work.opened()
         elif kind == "could-not-open":
             self.work.could_not_open(rebuild_error(*item[1:]))
@@ -359,8 +367,8 @@ class Transfer:
         for fd in fds:
             pool.read(fd)
         while pending:
-            pid, index, item = pending.popleft()
-            self._deliver(pool, pid, index, item)
+            pid, item = pending.popleft()
+            self._deliver(pool, pid, item)
 
     def run_processes(self) -> None:
         assert self.shared is not None
