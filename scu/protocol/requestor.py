@@ -297,6 +297,11 @@ class Requestor:
     def receive(self, data: bytes | bytearray | memoryview) -> list[ScuEvent]:
         """Bytes from the peer: what they complete, in order."""
         out: list[ScuEvent] = []
+        if self.state is ScuState.AWAITING_RESPONSE:  # most often the answer, whole
+            whole = self._decoder.whole_command(data)
+            if whole is not None:
+                self._on_command(whole, out)
+                return out
         for event in self._decoder.feed(data):
             self._on_stream_event(event, out)
             if self.state in (ScuState.CLOSED, ScuState.ABORTED):
