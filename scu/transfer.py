@@ -249,8 +249,10 @@ class Transfer:
     def run_inline(self) -> None:
         self.dispatch(None, TransferStarted("Transfer started", self.total))
         self.work.start_workers(1)
+        worker = self._worker()
+        worker.spin_when_idle()
         try:
-            self._worker().run(self.dispatch)
+            worker.run(self.dispatch)
         except KeyboardInterrupt:  # between entries: the rest are accounted below
             self.interruption.interrupt()
         finally:
