@@ -490,18 +490,27 @@ class Association:
         remaining = payload.length
         if remaining == 0:
             parts.append(pdu.pdv_header(context_id, 0, command=False, last=True))
-        for chunk in payload.chunks(self._chunk):
-            for start in range(0, len(chunk), limit):
-                piece = chunk[start : start + limit]
-                remaining -= len(piece)
-                parts.append(
-                    pdu.pdv_header(context_id, len(piece), command=False, last=remaining == 0)
-                )
-                parts.append(piece)
-            self._send_parts(parts)
-            parts = []
-        if parts:
-            self._send_parts(parts)
+        try:
+            # Mapped chunks only where the views go straight to the kernel (sendmsg).
+            for chunk in payload.chunks(self._chunk, mapped=self._scatter):
+                for start in range(0, len(chunk), limit):
+                    piece = chunk[start : start + limit]
+                    remaining -= len(piece)
+                    parts.append(
+                        pdu.pdv_header(context_id, len(piece), command=False, last=remaining == 0)
+                    )
+                    parts.append(piece)
+                self._send_parts(parts)
+                parts = []
+            if parts:
+                self._send_parts(parts)
+        except OSError as exc:
+            if exc.errno == errno.EFAULT and payload.path is not None:  # see Payload.chunks
+                raise SourceError(
+                    f"{payload.path} was cut short while it was being sent (changed after it "
+                    "was queued?)"
+                ) from exc
+            raise
 
     def _send_parts(self, parts: list[bytes | memoryview]) -> None:
         if not self._scatter:

@@ -3,6 +3,8 @@ chunks while its PDUs are written, so memory does not grow with the file."""
 
 from __future__ import annotations
 
+import mmap
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
@@ -28,10 +30,16 @@ class Payload:
         """The same data set with ``padding`` appended on the wire."""
         return replace(self, length=self.length + len(padding), padding=self.padding + padding)
 
-    def chunks(self, buffer: bytearray) -> Iterator[memoryview]:
+    def chunks(self, buffer: bytearray, *, mapped: bool = False) -> Iterator[memoryview]:
         """The bytes to send, in chunks of ``len(buffer)`` (the last one shorter), the
         padding inside the last chunk: chunk sizes never depend on how the kernel
-        happened to split a read, so PDV fragments stay even-sized."""
+        happened to split a read, so PDV fragments stay even-sized.
+
+        ``mapped``: a file's chunks are views of the file mapped into memory instead of
+        copies read into ``buffer`` (see :meth:`_mapped_chunks`)."""
+        if mapped and self.data is None and not self.padding:
+            yield from self._mapped_chunks(len(buffer))
+            return
         if self.data is not None:
             view = memoryview(self.data)
             for start in range(0, len(view), len(buffer)):
@@ -76,6 +84,45 @@ class Payload:
                 yield view[:filled]
         if not padded:  # the data filled its last chunk exactly
             yield memoryview(self.padding)
+
+    def _mapped_chunks(self, size: int) -> Iterator[memoryview]:
+        """A file's chunks as read-only views of it mapped into memory, one mapping per
+        chunk, gone once the caller drops the view: sent with sendmsg, the bytes are
+        copied once (page cache to socket) instead of twice. The views must only ever
+        be handed to the kernel: a file cut short under a mapping makes the kernel
+        answer EFAULT, which the sender reports as a source error, where Python reading
+        the same bytes would die of SIGBUS."""
+        assert self.path is not None
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError as exc:
+            raise SourceError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
+        try:
+            end = self.offset + self.length
+            available = os.fstat(fd).st_size
+            if available < end:
+                raise SourceError(
+                    f"{self.path} ended {end - available} bytes early "
+                    "(changed after it was queued?)"
+                )
+            for start in range(self.offset, end, size):
+                length = min(size, end - start)
+                base = start - start % mmap.ALLOCATIONGRANULARITY
+                try:
+                    mapping = mmap.mmap(
+                        fd, length + start - base, access=mmap.ACCESS_READ, offset=base
+                    )
+                except (OSError, ValueError) as exc:
+                    if os.fstat(fd).st_size < start + length:
+                        raise SourceError(
+                            f"{self.path} was cut short while it was being sent (changed "
+                            "after it was queued?)"
+                        ) from exc
+                    raise SourceError(f"cannot read {self.path}: {exc}") from exc
+                yield memoryview(mapping)[start - base :]
+                del mapping  # unmapped when the caller drops the view
+        finally:
+            os.close(fd)
 
 
 class SourceError(Exception):
