@@ -6,6 +6,7 @@ and peak RSS are measured cleanly. Each prints one JSON line as its last line of
     python bench/child.py pynetdicom --addr HOST:PORT --dir D
     python bench/child.py serve            # MockScp; prints {"port": N}, stops on stdin EOF
     python bench/child.py queue --dir D    # StoreScu queue only, no network
+    python bench/child.py dcmtk-parallel --addr HOST:PORT --dir D --processes N
 
 Times are taken around queueing and the transfer (association included; interpreter
 start-up and imports excluded, a fixed cost of any Python program, reported by the runner
@@ -75,7 +76,13 @@ def cmd_send(args: argparse.Namespace) -> int:
         scu.add_file(f)
     t1 = time.perf_counter()
     queued = current_rss_kb()
-    result = scu.send()
+    first: list[float] = []
+    callbacks: dict[str, Any] = {}
+    if args.first:
+        # When the first entry is announced: its C-STORE-RQ is written right after.
+        callbacks["on_file_sending"] = lambda event: first or first.append(time.perf_counter())
+    called = time.perf_counter()
+    result = scu.send(**callbacks)
     seconds = time.perf_counter() - t0
     cpu = _cpu() - cpu0
     if profiler is not None:
@@ -99,9 +106,51 @@ def cmd_send(args: argparse.Namespace) -> int:
             "peak_rss_kb": _peak_rss_kb(),
             "children_peak_rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
             "first_error": errors[0] if errors else None,
+            "first_store_seconds": first[0] - called if first else None,
         }
     )
     return 0 if result.failed == 0 else 1
+
+
+def cmd_dcmtk_parallel(args: argparse.Namespace) -> int:
+    """DCMTK's own answer to concurrency: N storescu processes in parallel, each given
+    every N-th file of the folders (sorted), to one storescp --fork. Timed from the first
+    spawn to the last exit (their start-up included, as for one storescu)."""
+    import subprocess
+
+    env = dict(os.environ)
+    env.setdefault("TCP_NODELAY", "1")
+    host, port = args.addr.rsplit(":", 1)
+    files = sorted(str(p) for d in args.dir for p in Path(d).glob("*.dcm"))
+    profile = ["-xf", args.xf, "Bench"] if args.xf else []
+    cpu0 = _cpu()
+    t0 = time.perf_counter()
+    argv = [args.storescu, "-pdu", str(args.pdu), *profile, host, port]
+    procs = [
+        subprocess.Popen(
+            [*argv, *files[k :: args.processes]],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for k in range(args.processes)
+    ]
+    errors = [p.communicate()[1].decode(errors="replace")[-300:] for p in procs]
+    seconds = time.perf_counter() - t0
+    codes = [p.returncode for p in procs]
+    failed = [err for err, code in zip(errors, codes, strict=True) if code]
+    _emit(
+        {
+            "files": len(files),
+            "successful": len(files) if not any(codes) else 0,
+            "failed": 0 if not any(codes) else len(files),
+            "seconds": seconds,
+            "cpu_seconds": _cpu() - cpu0,
+            "peak_rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+            "first_error": failed[0] if failed else None,
+        }
+    )
+    return 1 if any(codes) else 0
 
 
 def cmd_pynetdicom(args: argparse.Namespace) -> int:
@@ -236,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     send.add_argument("--pdu", type=int, default=16384)
     send.add_argument("--profile", help="write cProfile stats of send() to this file")
     send.add_argument("--s3-endpoint", help="storage_options endpoint_url for s3:// sources")
+    send.add_argument(
+        "--first", action="store_true", help="report when the first entry was announced"
+    )
     send.set_defaults(func=cmd_send)
     pynd = sub.add_parser("pynetdicom")
     pynd.add_argument("--addr", required=True)
@@ -251,6 +303,14 @@ def main(argv: list[str] | None = None) -> int:
         help='MockScp("PACS") with every default, as the README shows',
     )
     serve.set_defaults(func=cmd_serve)
+    parallel = sub.add_parser("dcmtk-parallel")
+    parallel.add_argument("--addr", required=True)
+    parallel.add_argument("--dir", action="append", default=[])
+    parallel.add_argument("--processes", type=int, default=2)
+    parallel.add_argument("--pdu", type=int, default=16384)
+    parallel.add_argument("--storescu", default="/usr/bin/storescu")
+    parallel.add_argument("--xf", help="storescu's negotiation profile file (-xf FILE Bench)")
+    parallel.set_defaults(func=cmd_dcmtk_parallel)
     queue = sub.add_parser("queue")
     queue.add_argument("--dir", action="append", default=[])
     queue.set_defaults(func=cmd_queue)

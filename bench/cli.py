@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=300, help="seconds per send before giving up")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument(
+        "--worktree",
+        action="store_true",
+        help="our processes import this checkout's scu and mock_scp (default: the "
+        "installed ones, which an editable install may take from another checkout)",
+    )
+    p.add_argument(
         "--compare",
         metavar="A[,B]",
         default=None,
@@ -133,7 +139,8 @@ def render(report: dict[str, Any]) -> str:
         + (" (smoke)" if report["smoke"] else ""),
         f"load average at start {m.get('load_average_at_start')}, at end {m.get('load_average')}; "
         f"commit {m.get('commit')}{' (scu/mock_scp edited)' if m.get('code_dirty') else ''}"
-        + (f", PYTHONPATH={m['pythonpath']}" if m.get("pythonpath") else ""),
+        + (f", PYTHONPATH={m['pythonpath']}" if m.get("pythonpath") else "")
+        + f"; code measured: {report.get('code', 'installed')}",
         "",
     ]
     for name, c in report["corpora"].items():
@@ -160,7 +167,7 @@ def render(report: dict[str, Any]) -> str:
         if r["error"]:
             lines.append(f"{'':<{width}} ! {r['error']}")
     if report["checks"]:
-        lines += ["", "checks (issue 6 targets in brackets):"]
+        lines += ["", "checks (targets in brackets):"]
     for c in report["checks"]:
         if c["check"] == "queue" and c.get("error") is None:
             lines.append(
@@ -169,13 +176,22 @@ def render(report: dict[str, Any]) -> str:
                 f"MiB, {c['seconds']:.2f} s to queue) [{c['target']}]"
             )
         elif c["check"] == "scale" and c.get("error") is None:
+            firsts = c.get("first_store_seconds", {})
+            peaks = c.get("peak_rss_mib", {})
             rates = ", ".join(
                 f"{int(n):,} queued: {_fmt(v, '.1f')} files/s"
+                + (
+                    f" (first store after {firsts[n] * 1000:.1f} ms)"
+                    if firsts.get(n) is not None
+                    else ""
+                )
                 for n, v in c["files_per_second"].items()
             )
             lines.append(
-                f"  scale StoreScu c=1: {rates}; long/short {_fmt(c['ratio_long_to_short'], '.3f')}"
-                f" [{c['target']}]"
+                f"  scale StoreScu c=1: {rates}; longest/shortest "
+                f"{_fmt(c['ratio_long_to_short'], '.3f')}; peak RSS "
+                + ", ".join(f"{v:.1f}" for v in peaks.values())
+                + f" MiB [{c['target']}]"
             )
         elif c["check"] in memory.CHECKS and c.get("error") is None:
             lines.append(memory.render(c))
@@ -189,13 +205,17 @@ def render(report: dict[str, Any]) -> str:
         else:
             lines.append(f"  {c['check']}: error: {c.get('error')}")
     if report.get("profile"):
-        lines += ["", f"profile (StoreScu c=1, small corpus): {report['profile']['stats']}"]
+        lines += [
+            "",
+            f"profile (StoreScu c=1, small corpus, {report['profile'].get('scu_file')}): "
+            f"{report['profile']['stats']}",
+        ]
         lines += ["  " + ln for ln in report["profile"]["top"]]
     return "\n".join(lines)
 
 
 def profile_small(
-    small: corpus.Corpus, workdir: Path, logdir: Path, timeout: float
+    small: corpus.Corpus, workdir: Path, logdir: Path, timeout: float, tree: Path | None = None
 ) -> dict[str, Any]:
     """One cProfile'd StoreScu c=1 send of the small corpus; the top of the table by own
     time is what the lead needs to pick the next optimisation."""
@@ -211,6 +231,7 @@ def profile_small(
         tag="profile",
         timeout=timeout,
         profile=stats_path,
+        tree=tree,
     )
     if not stats_path.exists():
         return {"stats": str(stats_path), "top": [f"no profile: {s.error}"], "error": s.error}
@@ -222,7 +243,13 @@ def profile_small(
     lines = [ln for ln in text.splitlines() if ln.strip()]
     total = next((ln.strip() for ln in lines if "function calls" in ln), "")
     top = [total, *lines[-21:]]
-    return {"stats": str(stats_path), "seconds_profiled": s.seconds, "top": top, "error": s.error}
+    return {
+        "stats": str(stats_path),
+        "seconds_profiled": s.seconds,
+        "scu_file": s.extra.get("scu_file"),
+        "top": top,
+        "error": s.error,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -238,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ]
         except (ValueError, compare.CompareError) as exc:
             build_parser().error(str(exc))
+    own = compare.ROOT if args.worktree else None
     selected = args.runs or [*(r.name for r in RUNS), "queue", "scale", *memory.CHECKS]
     if versions:
         selected = [name for name in selected if name not in (*CHECKS, *memory.CHECKS)]
@@ -264,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for cname in args.corpus:
             c = corpora[cname]
             for run in runs:
-                ours = run.sender != "dcmtk" or run.receiver != "storescp"
+                ours = run.sender not in ("dcmtk", "dcmtk-parallel") or run.receiver != "storescp"
                 # Alternate the versions' order from round to round.
                 sides = (versions if rep % 2 == 0 else versions[::-1]) if ours else []
                 for version in sides or [None]:
@@ -279,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         + (f"-{version.resolved.split()[0]}" if version else ""),
                         timeout=args.timeout,
                         dcmtk_profile=c.dcmtk_profile(),
-                        tree=version.tree if version else None,
+                        tree=(version.tree if version else own) if ours else None,
                     )
                     if s.error:
                         _log(f"  {label} on {c.name}: {s.error}")
@@ -295,9 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     small = corpora.get("small")
     if "queue" in selected and small is not None:
         n = args.queue_files or (2_000 if args.smoke else 100_000)
-        check_results.append(checks.queue_check(small, workdir, count=n, logdir=logdir, log=_log))
+        check_results.append(
+            checks.queue_check(small, workdir, count=n, logdir=logdir, log=_log, tree=own)
+        )
     if "scale" in selected and small is not None:
-        sizes = (100, 1_000) if args.smoke else (1_000, 10_000)
+        sizes = (100, 1_000) if args.smoke else (1_000, 10_000, 100_000)
         check_results.append(
             checks.scale_check(
                 small,
@@ -307,13 +337,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 logdir=logdir,
                 timeout=args.timeout,
                 log=_log,
+                tree=own,
             )
         )
     if "big" in selected:
         size = min(args.big_bytes, 16 * MB) if args.smoke else args.big_bytes
         check_results.append(
             checks.big_check(
-                workdir, size_bytes=size, logdir=logdir, timeout=args.timeout, log=_log
+                workdir, size_bytes=size, logdir=logdir, timeout=args.timeout, log=_log, tree=own
             )
         )
 
@@ -329,6 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "repeat": repeat,
         "smoke": args.smoke,
+        "code": str(own) if own else "installed",
         "corpora": {
             name: {
                 "files": c.count,
@@ -348,7 +380,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             ]
         }
     if args.profile and small is not None:
-        report["profile"] = profile_small(small, workdir, logdir, args.timeout)
+        # With --compare, the second version is profiled (usually the worktree).
+        report["profile"] = profile_small(
+            small, workdir, logdir, args.timeout, versions[-1].tree if versions else own
+        )
     (workdir / "last.json").write_text(json.dumps(report, indent=2))
     if args.json:
         print(json.dumps(report, indent=2))

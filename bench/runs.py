@@ -3,7 +3,7 @@
 A *run* sends a whole corpus from one sender to one receiver; the reference run
 (DCMTK storescu -> DCMTK storescp --ignore) is measured in the same process and the
 same rounds as the others, and every other run is reported as a ratio to it.
-A *check* measures one of issue 6's memory and scaling targets.
+A *check* measures one of the memory and scaling targets.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Literal
 from bench import procs
 from bench.corpus import Corpus
 
-Sender = Literal["dcmtk", "scu", "pynetdicom"]
+Sender = Literal["dcmtk", "dcmtk-parallel", "scu", "pynetdicom"]
 ReceiverKind = Literal["storescp", "mock", "mock-user", "serve"]
 
 
@@ -44,6 +44,14 @@ RUNS: tuple[RunDef, ...] = (
     RunDef("scu-c1", "scu", "storescp", 1, "StoreScu c=1 -> DCMTK storescp --ignore"),
     RunDef("scu-c2", "scu", "storescp", 2, "StoreScu c=2 -> DCMTK storescp --ignore"),
     RunDef("scu-c4", "scu", "storescp", 4, "StoreScu c=4 -> DCMTK storescp --ignore"),
+    RunDef(
+        "dcmtk-2p",
+        "dcmtk-parallel",
+        "storescp",
+        2,
+        "2 DCMTK storescu in parallel -> storescp",
+        context=True,
+    ),
     RunDef("dcmtk-mock", "dcmtk", "mock", 1, "DCMTK storescu -> MockScp (journal on)"),
     RunDef("scu-mock", "scu", "mock", 1, "StoreScu c=1 -> MockScp (journal on)"),
     RunDef("dcmtk-user", "dcmtk", "mock-user", 1, 'DCMTK storescu -> MockScp("PACS") as shown'),
@@ -58,7 +66,7 @@ RUNS: tuple[RunDef, ...] = (
     ),
 )
 
-#: Memory and scaling checks from issue 6; "big" writes a 1 GB file, so only on request.
+#: Memory and scaling checks; "big" writes a 1 GB file, so only on request.
 CHECKS = ("queue", "scale", "big")
 
 MB = 1_000_000
@@ -109,6 +117,14 @@ def send_command(
             cmd += ["-xf", str(profile), "Bench"]
         return [*cmd, host, port, *map(str, sources)], procs.dcmtk_env()
     args = [a for p in sources for a in ("--file" if p.is_file() else "--dir", str(p))]
+    if run.sender == "dcmtk-parallel":
+        dirs = [a for p in sources for a in ("--dir", str(p))]
+        extra = ["--xf", str(profile)] if profile is not None else []
+        cmd = procs.child_command(
+            "dcmtk-parallel", "--addr", addr, "--processes", str(run.concurrency),
+            "--storescu", procs.dcmtk_tool("storescu"), *extra, *dirs,
+        )  # fmt: skip
+        return cmd, procs.dcmtk_env()
     if run.sender == "scu":
         cmd = procs.child_command(
             "send", "--addr", addr, "--concurrency", str(run.concurrency), *args
@@ -129,14 +145,18 @@ def measure(
     profile: Path | None = None,
     dcmtk_profile: Path | None = None,
     tree: Path | None = None,
+    first: bool = False,
 ) -> Sample:
     """Start the receiver, send ``sources`` once, and account for it. ``tree``: the
-    source tree whose ``scu`` and ``mock_scp`` our processes run (``--compare``)."""
+    source tree whose ``scu`` and ``mock_scp`` our processes run (``--compare``);
+    ``first``: the sender reports when its first entry was announced."""
     try:
         with _receiver(run, logdir, tag, tree) as rec:
             cmd, env = send_command(run, rec.addr, sources, dcmtk_profile, tree)
             if profile is not None:
                 cmd += ["--profile", str(profile)]
+            if first:
+                cmd += ["--first"]
             done = procs.run_measured(cmd, env=env, timeout=timeout, logdir=logdir, tag=tag)
     except procs.BenchError as exc:
         return Sample(error=str(exc))

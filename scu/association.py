@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import select
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from scu.errors import (
@@ -195,6 +196,7 @@ class Association:
         self._scatter = hasattr(sock, "sendmsg") and not isinstance(sock, ssl.SSLSocket)
         self._poller = select.poll()
         self._poller.register(sock, select.POLLIN)
+        self._out_poller: select.poll | None = None
 
     @property
     def state(self) -> ScuState:
@@ -366,6 +368,10 @@ class Association:
             return False
         return True
 
+    def readable(self, timeout: float = 0.0) -> bool:
+        """Whether the SCP has sent something, waiting at most ``timeout`` seconds."""
+        return bool(self._poller.poll(int(timeout * 1000)))
+
     # --- DIMSE -------------------------------------------------------------------------
 
     def _message_id(self) -> int:
@@ -374,11 +380,20 @@ class Association:
         return message_id
 
     def store(
-        self, context_id: int, sop_class_uid: str, sop_instance_uid: str, payload: Payload
+        self,
+        context_id: int,
+        sop_class_uid: str,
+        sop_instance_uid: str,
+        payload: Payload,
+        idle: Callable[[], bool] | None = None,
     ) -> dimse.Command:
         """C-STORE one data set; returns the response command. A broken link, an
         A-ABORT or a timeout raises :class:`TransportError`; a malformed answer raises
-        :class:`ProtocolError`. Either way the association is over."""
+        :class:`ProtocolError`. Either way the association is over.
+
+        ``idle`` is called once the request is written, again and again while no answer
+        has arrived, until it returns ``False``: other work (checking the next entries)
+        done in the time the SCP takes to answer. The DIMSE deadline starts after it."""
         message_id = self._message_id()
         command = dimse.encode_store_rq(message_id, sop_class_uid, sop_instance_uid)
         self._log.debug(
@@ -386,7 +401,7 @@ class Association:
             message_id, sop_instance_uid, payload.length, context_id,
         )  # fmt: skip
         return self._exchange(
-            context_id, message_id, command, payload, dimse.C_STORE_RSP, "the data set"
+            context_id, message_id, command, payload, dimse.C_STORE_RSP, "the data set", idle
         )
 
     def echo(self) -> dimse.Command:
@@ -414,6 +429,7 @@ class Association:
         payload: Payload | None,
         expected: int,
         what: str,
+        idle: Callable[[], bool] | None = None,
     ) -> dimse.Command:
         first = self._machine.request(context_id, message_id, command, expected)
         try:
@@ -423,6 +439,10 @@ class Association:
             raise
         except OSError as exc:
             raise self._broken(f"while sending {what}", exc) from exc
+        if idle is not None:  # the answer is rarely there the moment the request is out
+            ready = self._poller.poll
+            while idle() and not ready(0):
+                pass
         try:
             events = _wait(
                 self._sock,
@@ -431,6 +451,7 @@ class Association:
                 f"dimse_timeout={self.timeouts.dimse}s",
                 self._recv_buffer,
                 self.interruption,
+                self._poller if self._scatter else None,
             )
         except OSError as exc:
             raise self._broken("while waiting for the response", exc) from exc
@@ -455,7 +476,12 @@ class Association:
         raise TransportError(_why_not(event, "the request"))
 
     def _send_message(self, context_id: int, command_pdus: bytes, payload: Payload | None) -> None:
-        self._sock.settimeout(self.timeouts.network)
+        if not self._scatter:
+            self._sock.settimeout(self.timeouts.network)
+        elif self._sock.gettimeout() != 0.0:
+            # Non-blocking during an exchange: the waits are our own polls (see
+            # _send_parts and _wait), which spares a system call or two per request.
+            self._sock.settimeout(0.0)
         if payload is None:
             self._sock.sendall(command_pdus)
             return
@@ -464,18 +490,27 @@ class Association:
         remaining = payload.length
         if remaining == 0:
             parts.append(pdu.pdv_header(context_id, 0, command=False, last=True))
-        for chunk in payload.chunks(self._chunk):
-            for start in range(0, len(chunk), limit):
-                piece = chunk[start : start + limit]
-                remaining -= len(piece)
-                parts.append(
-                    pdu.pdv_header(context_id, len(piece), command=False, last=remaining == 0)
-                )
-                parts.append(piece)
-            self._send_parts(parts)
-            parts = []
-        if parts:
-            self._send_parts(parts)
+        try:
+            # Mapped chunks only where the views go straight to the kernel (sendmsg).
+            for chunk in payload.chunks(self._chunk, mapped=self._scatter):
+                for start in range(0, len(chunk), limit):
+                    piece = chunk[start : start + limit]
+                    remaining -= len(piece)
+                    parts.append(
+                        pdu.pdv_header(context_id, len(piece), command=False, last=remaining == 0)
+                    )
+                    parts.append(piece)
+                self._send_parts(parts)
+                parts = []
+            if parts:
+                self._send_parts(parts)
+        except OSError as exc:
+            if exc.errno == errno.EFAULT and payload.path is not None:  # see Payload.chunks
+                raise SourceError(
+                    f"{payload.path} was cut short while it was being sent (changed after it "
+                    "was queued?)"
+                ) from exc
+            raise
 
     def _send_parts(self, parts: list[bytes | memoryview]) -> None:
         if not self._scatter:
@@ -485,12 +520,27 @@ class Association:
         # the kernel may take less than all of it, so go on from where it stopped.
         first = 0
         while first < len(parts):
-            sent = self._sock.sendmsg(parts[first : first + 512])
+            try:
+                sent = self._sock.sendmsg(parts[first : first + 512])
+            except BlockingIOError:
+                self._writable()
+                continue
             while first < len(parts) and sent >= len(parts[first]):
                 sent -= len(parts[first])
                 first += 1
             if sent:
                 parts[first] = memoryview(parts[first])[sent:]
+
+    def _writable(self) -> None:
+        """Wait until the socket takes more; ``TimeoutError`` after ``network_timeout``
+        seconds without progress."""
+        poller = self._out_poller
+        if poller is None:
+            poller = self._out_poller = select.poll()
+            poller.register(self._sock, select.POLLOUT)
+        network = self.timeouts.network
+        if not poller.poll(None if network is None else _ms(network)):
+            raise TimeoutError("timed out")
 
     def _broken(self, when: str, exc: OSError) -> TransportError:
         """The link failed: look for an A-ABORT the SCP may have sent first."""
@@ -554,10 +604,12 @@ def _wait(
     timeout_name: str,
     buffer: bytearray,
     interruption: Interruption | None = None,
+    poller: select.poll | None = None,
 ) -> list[ScuEvent]:
     """Read until the machine reports something; the deadline covers the whole wait. An
     interruption (or a KeyboardInterrupt while waiting) leaves :attr:`Interruption.GRACE`
-    seconds for what is awaited."""
+    seconds for what is awaited. With ``poller`` (registered for input on ``sock``) and
+    ``sock`` non-blocking, the socket is read first and polled only when it is empty."""
     view = memoryview(buffer)
     while True:
         limit, what = deadline, timeout_name
@@ -572,9 +624,16 @@ def _wait(
         left = None if limit is None else limit - now
         if interruption is not None:  # look at the interruption now and then
             left = 0.25 if left is None else min(left, 0.25)
-        sock.settimeout(left)
         try:
-            n = sock.recv_into(view)
+            if poller is not None and sock.gettimeout() == 0.0:
+                try:
+                    n = sock.recv_into(view)
+                except BlockingIOError:
+                    poller.poll(None if left is None else _ms(left))
+                    continue  # the deadline check above decides
+            else:
+                sock.settimeout(left)
+                n = sock.recv_into(view)
         except TimeoutError:
             continue  # the deadline check above decides
         except KeyboardInterrupt:
@@ -598,6 +657,11 @@ def _wait(
             _send_quietly(sock, reply)
         if events:
             return events
+
+
+def _ms(seconds: float) -> int:
+    """Milliseconds for poll(), rounded up (a wait is never shorter than asked)."""
+    return max(0, math.ceil(seconds * 1000))
 
 
 def _send_quietly(sock: socket.socket, data: bytes) -> None:

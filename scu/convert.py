@@ -220,10 +220,29 @@ class _Converter:
             except subprocess.TimeoutExpired:
                 child.kill()
 
+    def forget(self) -> None:
+        """(In a forked process) leave the parent's child to the parent: its pipes are
+        the parent's, and two processes writing jobs to one child would mix them. This
+        process starts a child of its own when it first converts."""
+        child, self._child = self._child, None
+        if child is not None:
+            for stream in (child.stdin, child.stdout):
+                if stream is not None:
+                    stream.close()  # our copies of the descriptors only
+
 
 _LENGTH = struct.Struct(">Q")
 _CONVERTER = _Converter()
 atexit.register(_CONVERTER.close)
+
+
+def _after_fork_in_child() -> None:
+    global _CODEC_LOCK
+    _CODEC_LOCK = threading.Lock()  # another thread may have held it at the fork
+    _CONVERTER.forget()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _read_message(stream: IO[bytes]) -> bytes:

@@ -4,6 +4,7 @@ not grow with the file."""
 
 from __future__ import annotations
 
+import mmap
 import os
 import stat
 from collections.abc import Iterator
@@ -40,10 +41,16 @@ class Payload:
         """The same data set with ``padding`` appended on the wire."""
         return replace(self, length=self.length + len(padding), padding=self.padding + padding)
 
-    def chunks(self, buffer: bytearray) -> Iterator[memoryview]:
+    def chunks(self, buffer: bytearray, *, mapped: bool = False) -> Iterator[memoryview]:
         """The bytes to send, in chunks of ``len(buffer)`` (the last one shorter), the
         padding inside the last chunk: chunk sizes never depend on how the kernel
-        happened to split a read, so PDV fragments stay even-sized."""
+        happened to split a read, so PDV fragments stay even-sized.
+
+        ``mapped``: a file's chunks are views of the file mapped into memory instead of
+        copies read into ``buffer`` (see :meth:`_mapped_chunks`)."""
+        if mapped and self.data is None and self.remote is None and not self.padding:
+            yield from self._mapped_chunks(len(buffer))
+            return
         if self.data is not None:
             view = memoryview(self.data)
             for start in range(0, len(view), len(buffer)):
@@ -86,8 +93,49 @@ class Payload:
         if not padded:  # the data filled its last chunk exactly
             yield memoryview(self.padding)
 
+    def _mapped_chunks(self, size: int) -> Iterator[memoryview]:
+        """A file's chunks as read-only views of it mapped into memory, one mapping per
+        chunk, gone once the caller drops the view: sent with sendmsg, the bytes are
+        copied once (page cache to socket) instead of twice. The views must only ever
+        be handed to the kernel: a file cut short under a mapping makes the kernel
+        answer EFAULT, which the sender reports as a source error, where Python reading
+        the same bytes would die of SIGBUS."""
+        assert self.path is not None
+        fd = _open_regular_fd(self.path)
+        try:
+            end = self.offset + self.length
+            available = os.fstat(fd).st_size
+            if available < end:
+                raise SourceError(
+                    f"{self.path} ended {end - available} bytes early "
+                    "(changed after it was queued?)"
+                )
+            for start in range(self.offset, end, size):
+                length = min(size, end - start)
+                base = start - start % mmap.ALLOCATIONGRANULARITY
+                try:
+                    mapping = mmap.mmap(
+                        fd, length + start - base, access=mmap.ACCESS_READ, offset=base
+                    )
+                except (OSError, ValueError) as exc:
+                    if os.fstat(fd).st_size < start + length:
+                        raise SourceError(
+                            f"{self.path} was cut short while it was being sent (changed "
+                            "after it was queued?)"
+                        ) from exc
+                    raise SourceError(f"cannot read {self.path}: {exc}") from exc
+                yield memoryview(mapping)[start - base :]
+                del mapping  # unmapped when the caller drops the view
+        finally:
+            os.close(fd)
+
 
 def _open_regular(path: str) -> FileIO:
+    """The file at ``path`` opened for reading, if it is still a regular file."""
+    return FileIO(_open_regular_fd(path), "rb", closefd=True)
+
+
+def _open_regular_fd(path: str) -> int:
     """The file at ``path`` opened for reading, if it is still a regular file: a FIFO
     put in its place since it was queued must not block the sender (no writer may ever
     come), nor a device feed it endless bytes."""
@@ -103,7 +151,7 @@ def _open_regular(path: str) -> FileIO:
                 "queued?)"
             )
         os.set_blocking(fd, True)
-        return FileIO(fd, "rb", closefd=True)
+        return fd
     except BaseException:
         os.close(fd)
         raise

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["RateLimiter"]
+__all__ = ["RateLimiter", "SharedRateLimiter"]
 
 
 class _Limit:
@@ -55,6 +55,14 @@ class RateLimiter:
         self._bytes = None if bytes_per_second is None else _Limit(bytes_per_second, now)
 
     @property
+    def rates(self) -> tuple[float | None, float | None]:
+        """``(files_per_second, bytes_per_second)`` as given."""
+        return (
+            None if self._files is None else self._files.rate,
+            None if self._bytes is None else self._bytes.rate,
+        )
+
+    @property
     def active(self) -> bool:
         return self._files is not None or self._bytes is not None
 
@@ -62,6 +70,7 @@ class RateLimiter:
         """Wait for a file of ``size`` bytes; ``False`` if ``stop()`` came true first."""
         while True:
             with self._lock:
+                self._load()
                 now = self._clock()
                 limits = [limit for limit in (self._files, self._bytes) if limit is not None]
                 wait = max((limit.wait_time(now) for limit in limits), default=0.0)
@@ -70,7 +79,40 @@ class RateLimiter:
                         self._files.take(1.0, now)
                     if self._bytes is not None:
                         self._bytes.take(float(size), now)
+                    self._store()
                     return True
             if stop():
                 return False
             self._sleep(min(wait, self.POLL))
+
+    def _load(self) -> None:
+        """(Under the lock) take the limits' state from where it is shared, if it is."""
+
+    def _store(self) -> None:
+        """(Under the lock) put the limits' state where it is shared, if it is."""
+
+
+class SharedRateLimiter(RateLimiter):
+    """The same limits, their state in shared memory under a process-shared lock, so
+    that forked worker processes draw from one budget (see :mod:`scu.processes`). The
+    clock is ``time.monotonic``, which is the same for every process on the machine."""
+
+    def __init__(self, files_per_second: float | None, bytes_per_second: float | None) -> None:
+        import mmap
+        import multiprocessing
+
+        super().__init__(files_per_second, bytes_per_second)
+        self._lock = multiprocessing.get_context("fork").Lock()  # type: ignore[assignment]
+        self._map = mmap.mmap(-1, 8 * 2)
+        self._state = memoryview(self._map).cast("d")  # files' free_at, bytes' free_at
+        self._store()
+
+    def _load(self) -> None:
+        for i, limit in enumerate((self._files, self._bytes)):
+            if limit is not None:
+                limit.free_at = self._state[i]
+
+    def _store(self) -> None:
+        for i, limit in enumerate((self._files, self._bytes)):
+            if limit is not None:
+                self._state[i] = limit.free_at

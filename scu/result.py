@@ -8,7 +8,7 @@ from typing import Any
 __all__ = ["Attempt", "FileOutcome", "PreflightItem", "TransferResult"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one or more per entry: kept small
 class Attempt:
     """One try at sending an entry: its status (when answered) or what went wrong."""
 
@@ -19,7 +19,7 @@ class Attempt:
     duration_seconds: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per entry: kept small
 class FileOutcome:
     """How one queued entry ended, so a caller can retry the failed ones."""
 

@@ -13,9 +13,11 @@ Nothing here touches the network; :mod:`scu.store` streams the data set from
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import struct
+import sys
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -106,17 +108,17 @@ class Entry:
         if self.remote is not None:
             yield self.remote.read_all()
             return
-        with self._opened() as (fd, size):
+        with self._opened() as (fd, info):
             try:
-                yield _read_all(fd, size)
+                yield _read_all(fd, info.st_size)
             except IsADirectoryError:
                 raise EntryError(f"is a directory, not a file: {self.path}") from None
             except OSError as exc:
                 raise EntryError(f"cannot read {self.path}: {exc.strerror or exc}") from None
 
     @contextmanager
-    def _opened(self) -> Iterator[tuple[int, int]]:
-        """The file opened for reading, if it is a regular file, and its size."""
+    def _opened(self) -> Iterator[tuple[int, os.stat_result]]:
+        """The file opened for reading, if it is a regular file, and its status."""
         assert self.path is not None
         try:
             # O_NONBLOCK: a FIFO put where a file was queued must not hang the open.
@@ -133,18 +135,20 @@ class Entry:
                 raise EntryError(f"is a directory, not a file: {self.path}")
             if not stat.S_ISREG(info.st_mode):
                 raise EntryError(f"{self.path} is not a regular file ({file_kind(info.st_mode)})")
-            yield fd, info.st_size
+            yield fd, info
         finally:
             os.close(fd)
 
 
 def _read_all(fd: int, size: int) -> bytes:
     chunks: list[bytes] = []
+    want = max(size + 1, 65536)
     while True:  # read to the end, whatever fstat said: the file may have grown
-        chunk = os.read(fd, max(size, 65536))
-        if not chunk:
+        chunk = os.read(fd, want)
+        if chunk:
+            chunks.append(chunk)
+        if len(chunk) < want:  # a regular file reads short only at its end
             return b"".join(chunks)
-        chunks.append(chunk)
 
 
 def _parse_meta(buf: Buffer, offset: int, end: int) -> tuple[dict[int, str], int]:
@@ -176,31 +180,40 @@ def _parse_meta(buf: Buffer, offset: int, end: int) -> tuple[dict[int, str], int
     return values, offset
 
 
-def read_header(entry: Entry) -> Header:
-    """Read and check an entry; :class:`EntryError` names what is wrong with it.
+def read_header(entry: Entry, keep: list[tuple[bytes, os.stat_result]] | None = None) -> Header:
+    """Read and check an entry; :class:`EntryError` names what is wrong with it. With
+    ``keep``, a file read whole into memory leaves there its bytes and its status as it
+    was opened (the sender may send those bytes if the file has not changed since).
 
     The error is raised afresh, with no traceback into the reader and no context: the
     caller keeps it until the transfer ends, and the reader's frames hold the entry's
     bytes (a deflated data set inflated up to :data:`MAX_INFLATED`)."""
     if entry.remote is not None:
         return entry.remote.read_header()  # ranged reads, through header_of
-    found = _header_or_problem(entry)
+    found = _header_or_problem(entry, keep)
     if isinstance(found, Header):
         return found
     raise EntryError(found)
 
 
-def _header_or_problem(entry: Entry) -> Header | str:
+def _header_or_problem(
+    entry: Entry, keep: list[tuple[bytes, os.stat_result]] | None
+) -> Header | str:
     try:
         if entry.path is None:
             with entry.buffer() as buf:
                 return header_of(buf)
-        with entry._opened() as (fd, size):
+        with entry._opened() as (fd, info):
+            size = info.st_size
             if size <= _READ_WHOLE:
                 try:
-                    return header_of(_read_all(fd, size))
+                    data = _read_all(fd, size)
                 except OSError as exc:
                     raise EntryError(f"cannot read {entry.path}: {exc.strerror or exc}") from None
+                header = header_of(data)
+                if keep is not None:
+                    keep.append((data, info))
+                return header
             from scu.sparse import check_in_steps
 
             return check_in_steps(size, _pread_exactly(fd, entry.path, size), entry.path)
@@ -256,7 +269,7 @@ def _read_header(buf: Buffer, layouts: tuple[Layout, Layout] = (LITTLE, BIG)) ->
         syntax = meta.get(0x0010)
         if not syntax:
             raise EntryError("file meta has no Transfer Syntax UID (0002,0010)")
-        if uid_problem(syntax) is not None:
+        if _class_uid_problem(syntax) is not None:
             raise EntryError(
                 f"file meta Transfer Syntax UID (0002,0010) {syntax!r} is not a UID: "
                 f"{uid_problem(syntax)}"
@@ -287,17 +300,26 @@ def _read_header(buf: Buffer, layouts: tuple[Layout, Layout] = (LITTLE, BIG)) ->
             f"data set is not encoded as its file meta says ({syntax}): "
             f"{'implicit' if explicit else 'explicit'} VR found at offset {offset}"
         )
-    walk(body, start, stop, explicit, 0, layout)
-    sop_class, sop_instance = leading_uids(body, start, stop, explicit, layout)
+    uids: dict[tuple[int, int], str] = {}
+    walk(body, start, stop, explicit, 0, layout, uids)  # finds the leading UIDs on its way
+    sop_class, sop_instance = uids.get((0x0008, 0x0016)), uids.get((0x0008, 0x0018))
     if not sop_class:
         raise EntryError("missing SOP Class UID (0008,0016) in the data set")
     if not sop_instance:
         raise EntryError("missing SOP Instance UID (0008,0018) in the data set")
-    for label, uid in (("SOP Class UID", sop_class), ("SOP Instance UID", sop_instance)):
-        problem = uid_problem(uid)
+    for label, uid, check in (
+        ("SOP Class UID", sop_class, _class_uid_problem),
+        ("SOP Instance UID", sop_instance, uid_problem),
+    ):
+        problem = check(uid)
         if problem is not None:
             raise EntryError(f"invalid {label} {uid!r} in the data set: {problem}")
-    return Header(sop_class, sop_instance, syntax, offset, size, has_meta)
+    # A queue repeats a few classes and syntaxes: one string each, not one per file.
+    return Header(sys.intern(sop_class), sop_instance, sys.intern(syntax), offset, size, has_meta)
+
+
+#: uid_problem for the few values a queue repeats (transfer syntaxes, SOP classes).
+_class_uid_problem = functools.lru_cache(maxsize=1024)(uid_problem)
 
 
 def _plausible_dataset_start(buf: Buffer) -> bool:

@@ -403,7 +403,9 @@ class StoreScu:
         try:
             with transfer.sigint_interrupts():
                 transfer.prepare()
-                if self.concurrency == 1:
+                if transfer.use_processes:
+                    transfer.run_processes()
+                elif self.concurrency == 1:
                     transfer.run_inline()
                 else:
                     transfer.run_threads()
@@ -439,7 +441,10 @@ class StoreScu:
                 transfer.interruption.interrupt()
                 transfer.cancelled = True
                 await preparing
-            await transfer.run_async()
+            if transfer.use_processes:
+                await transfer.run_processes_async()
+            else:
+                await transfer.run_async()
         except BaseException:
             transfer.close_journal()
             raise

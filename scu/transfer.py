@@ -32,14 +32,28 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TypeVar
 
+from scu import processes
 from scu.association import Endpoint, Interruption
 from scu.errors import CallbackError, Interrupted
 from scu.events import Event, FileError, FileSending, FileSent, TransferCompleted, TransferStarted
 from scu.journal import TransferJournal, entry_key
 from scu.planning import AssociationPlan, SyntaxPolicy, plan_associations
-from scu.ratelimit import RateLimiter
+from scu.processes import (
+    ERROR,
+    SENT,
+    Outbox,
+    ProcessPool,
+    ProcessWorkQueue,
+    Shared,
+    SharedInterruption,
+    processes_available,
+    rebuild_error,
+    unpack,
+)
+from scu.ratelimit import RateLimiter, SharedRateLimiter
 from scu.result import FileOutcome, TransferResult
-from scu.source import Entry, EntryError, Header, read_header
+from scu.source import Entry, EntryError, Header
+from scu.streaming import FIRST_PLAN_ENTRIES, Headers, Planner, safe_header
 from scu.worker import INTERRUPTED, Emit, RetryPolicy, Worker, WorkQueue, error_event
 
 __all__ = ["Callbacks", "Transfer", "plan", "safe_header"]
@@ -57,16 +71,6 @@ class Callbacks:
     sent: Callback[FileSent] = None
     error: Callback[FileError] = None
     completed: Callback[TransferCompleted] = None
-
-
-def safe_header(entry: Entry) -> Header | EntryError:
-    """The entry's header, or why it cannot be sent (a reader bug included)."""
-    try:
-        return read_header(entry)
-    except EntryError as exc:
-        return exc
-    except Exception as exc:  # a reader bug must not lose the entry
-        return EntryError(f"cannot read: {type(exc).__name__}: {exc}")
 
 
 def plan(
@@ -135,23 +139,39 @@ class Transfer:
         self.announced: set[int] = set()
         #: True while the caller's thread accounts an outcome (see sigint_interrupts).
         self._accounting = False
-        self.headers: list[Header | EntryError] = []
-        self.plans: list[AssociationPlan] = []
-        self.plan_of: dict[str, int] = {}
+        #: Worker processes instead of threads (see :mod:`scu.processes`).
+        self.workers = max(1, min(concurrency, self.total))
+        # Objects in object storage are read through fsspec, whose event loop thread
+        # and open sessions a forked process would inherit half-alive: threads then.
+        self.use_processes = (
+            self.workers > 1
+            and self.total >= processes.PROCESS_MIN_FILES
+            and processes_available()
+            and not any(entry.remote is not None for entry in self.entries)
+        )
+        self.shared: Shared | None = None
+        self.pool: ProcessPool | None = None
+        if self.use_processes:
+            self.shared = Shared(self.total, self.workers)
+            self.interruption = SharedInterruption(self.shared)
+            if self.limiter.active:
+                self.limiter = SharedRateLimiter(*self.limiter.rates)
+        self.planner = Planner(policy)
+        self.headers = Headers(self.entries, self.planner, self.work.upcoming)
 
     # -- step 1
     def prepare(self) -> None:
-        headers: list[Header | EntryError] = []
+        """Check the first entries, those the first association is planned from (see
+        :mod:`scu.streaming`); the rest are checked as the transfer goes. Worker
+        processes check the first entries they take themselves, in parallel."""
+        first = 0 if self.use_processes else min(FIRST_PLAN_ENTRIES, self.total)
         try:
-            for entry in self.entries:
+            for index in range(first):
                 if self.interruption.interrupted:  # Ctrl-C, or send_async cancelled
                     break
-                headers.append(safe_header(entry))
+                self.headers.get(index)
         except KeyboardInterrupt:
             self.interruption.interrupt()
-        headers += [EntryError(INTERRUPTED)] * (len(self.entries) - len(headers))
-        self.headers = headers
-        self.plans, self.plan_of = plan(self.headers, self.policy)
         if self.journal is not None:
             self.journal.begin(self.destination)
 
@@ -216,26 +236,42 @@ class Transfer:
             self.journal.record(self.keys[index], self.destination, outcome)
 
     def _close_leftovers(self) -> None:
-        """Close any entry no worker closed (interrupted, or a bug): nothing is dropped.
-        An interrupted entry whose store had begun may have reached the SCP: it says so."""
+        """Close any entry no worker closed (interrupted, stopped by ``fail_fast``, left
+        by a worker process that died, or a bug): nothing is dropped. An interrupted
+        entry whose store had begun, or that a worker process had taken when it was
+        ended, may have reached the SCP: it says so."""
         interrupted = self.interruption.interrupted
-        for index, outcome in enumerate(self.outcomes):
-            if outcome is not None:
-                continue
-            if not interrupted:
-                why = "internal error: the entry was never processed"
-            elif index in self.announced:
-                why = INTERRUPTED_IN_FLIGHT
-            else:
-                why = INTERRUPTED
-            self.dispatch(
-                index,
-                error_event(
-                    self.entries[index],
-                    self.headers[index] if index < len(self.headers) else None,
-                    why,
-                ),
+        if interrupted:
+            why = INTERRUPTED
+        elif self.work.fail_fast_hit or (self.shared and self.shared.ints[Shared.FAIL_FAST]):
+            why = "not sent: fail_fast"
+        elif self.pool is not None and self.pool.unclean():
+            why = (
+                "not sent or not answered: the worker process sending it ended "
+                f"unexpectedly ({self.pool.unclean()[0].describe()}); it may have reached "
+                "the SCP"
             )
+        else:
+            why = "internal error: the entry was never processed"
+        taken = self._taken_by_ended_processes()
+        for index, outcome in enumerate(self.outcomes):
+            if outcome is None:
+                in_flight = index in self.announced or index in taken
+                reason = INTERRUPTED_IN_FLIGHT if interrupted and in_flight else why
+                self.dispatch(
+                    index, error_event(self.entries[index], self.headers.peek(index), reason)
+                )
+
+    def _taken_by_ended_processes(self) -> set[int]:
+        """The entries taken by worker processes, if one of them was ended before it
+        said it was done (a process sends an entry's FileSending with its outcome, so
+        such an entry, taken and not accounted, may have been in flight)."""
+        if self.shared is None or self.pool is None or not self.pool.unclean():
+            return set()
+        with self.shared.lock:
+            cursor = self.shared.ints[Shared.CURSOR]
+            requeued = self.shared.requeued()
+        return set(range(cursor)) - set(requeued)
 
     def _completed_event(self) -> TransferCompleted:
         duration = time.monotonic() - self.started_at
@@ -246,17 +282,18 @@ class Transfer:
 
     def _worker(self) -> Worker:
         return Worker(
-            self.entries, self.headers, self.plans, self.plan_of,
-            endpoint=self.endpoint, policy=self.policy, work=self.work, retry=self.retry,
-            limiter=self.limiter, interruption=self.interruption,
+            self.entries, self.headers, endpoint=self.endpoint, policy=self.policy,
+            work=self.work, retry=self.retry, limiter=self.limiter, interruption=self.interruption,
         )  # fmt: skip
 
     # -- running
     def run_inline(self) -> None:
         self.dispatch(None, TransferStarted("Transfer started", self.total))
         self.work.start_workers(1)
+        worker = self._worker()
+        worker.spin_when_idle()
         try:
-            self._worker().run(self.dispatch)
+            worker.run(self.dispatch)
         except KeyboardInterrupt:  # between entries: the rest are accounted below
             self.interruption.interrupt()
         finally:
@@ -371,6 +408,122 @@ class Transfer:
     def close_journal(self) -> None:
         if self.journal is not None:
             self.journal.close()
+
+    # -- worker processes (see scu.processes)
+    def _child(self, outbox: Outbox, work: ProcessWorkQueue) -> None:
+        """What a worker process runs (forked: it has the queue and the headers)."""
+        self.headers.after_fork(work.upcoming)
+        worker = Worker(
+            self.entries, self.headers, endpoint=self.endpoint, policy=self.policy,
+            work=work, retry=self.retry, limiter=self.limiter, interruption=self.interruption,
+        )  # fmt: skip
+        headers_idle = self.headers.idle
+
+        def idle() -> bool:
+            if headers_idle():
+                outbox.idle()
+                return True
+            outbox.idle()
+            if outbox.items:
+                # Nothing left to check: send the events held unless the answer comes
+                # at once (a stalled SCP must not hold back the events of earlier files).
+                assoc = worker.assoc
+                if assoc is None or not assoc.readable(0.001):
+                    outbox.flush()
+            return False
+
+        worker.idle = idle
+        worker.before_block = outbox.flush
+        worker.run(outbox.emit)
+
+    def _deliver(self, pool: ProcessPool, pid: int, item: tuple[Any, ...]) -> None:
+        kind = item[0]
+        if kind == SENT or kind == ERROR:
+            index = item[1]
+            sending, event = unpack(item, self.entries[index].name)
+            if sending is not None:
+                self.dispatch(index, sending)
+            self.dispatch(index, event)
+        elif kind == "opened":
+            self.work.opened()
+        elif kind == "could-not-open":
+            self.work.could_not_open(rebuild_error(*item[1:]))
+        elif kind == "done":
+            pool.mark_clean(pid)
+        elif kind == "crashed":
+            log.error("internal error in a worker process:\n%s", item[1])
+
+    def _pump(self, pool: ProcessPool, fds: Iterable[int]) -> None:
+        """Read what the processes sent and dispatch it, in the order each sent it."""
+        pending = pool.pending
+        for fd in fds:
+            pool.read(fd)
+        while pending:
+            pid, item = pending.popleft()
+            self._deliver(pool, pid, item)
+
+    def run_processes(self) -> None:
+        assert self.shared is not None
+        pool = self.pool = ProcessPool(self.shared, self.workers)
+        self.dispatch(None, TransferStarted("Transfer started", self.total))
+        try:
+            pool.start(self._child, fail_fast=self.work.fail_fast)
+            while pool.running or pool.pending:
+                try:
+                    self._pump(pool, pool.wait(0.5) if pool.running else ())
+                except KeyboardInterrupt:
+                    # The processes stop taking entries and give what is in flight a
+                    # moment (see Interruption.GRACE). A KeyboardInterrupt after the
+                    # interruption (a second Ctrl-C, see sigint_interrupts) ends them
+                    # at once: what they had taken and not accounted may have been sent.
+                    if self.interruption.interrupted:
+                        pool.kill()
+                    self.interruption.interrupt()
+        finally:
+            if pool.running:  # an error of our own: do not leave processes behind
+                self.interruption.interrupt()
+                pool.kill()
+            self._close_leftovers()
+            self.dispatch(None, self._completed_event())
+
+    async def run_processes_async(self) -> None:
+        assert self.shared is not None
+        loop = asyncio.get_running_loop()
+        pool = self.pool = ProcessPool(self.shared, self.workers)
+        finished: asyncio.Future[None] = loop.create_future()
+
+        def readable(fd: int) -> None:
+            try:
+                self._pump(pool, (fd,))
+            finally:
+                if fd not in pool.pids:
+                    loop.remove_reader(fd)
+                if not pool.running and not finished.done():
+                    finished.set_result(None)
+
+        self.dispatch(None, TransferStarted("Transfer started", self.total))
+        try:
+            pool.start(self._child, fail_fast=self.work.fail_fast)
+            for fd in pool.fds:
+                loop.add_reader(fd, readable, fd)
+            if not pool.running:
+                finished.set_result(None)
+            while not finished.done():
+                try:
+                    await asyncio.shield(finished)
+                except (asyncio.CancelledError, KeyboardInterrupt):
+                    # Cancelled: account for everything first, as send() does.
+                    self.interruption.interrupt()
+                    self.cancelled = True
+        finally:
+            for fd in pool.fds:
+                loop.remove_reader(fd)
+            if pool.running:
+                self.interruption.interrupt()
+                pool.kill()
+            self._pump(pool, ())
+            self._close_leftovers()
+            self.dispatch(None, self._completed_event())
 
     def _start_workers(self, emit: Emit, done: Callable[[], None]) -> list[threading.Thread]:
         count = max(1, min(self.concurrency, self.total))

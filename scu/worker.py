@@ -23,12 +23,13 @@ from scu.convert import ConversionError, convert
 from scu.errors import AssociationError, ConnectionFailed, ProtocolError, TransportError
 from scu.events import Event, FileError, FileSending, FileSent
 from scu.payload import Payload, SourceError
-from scu.planning import AssociationPlan, Refusal, SyntaxPolicy
+from scu.planning import Refusal, Selection, SyntaxPolicy
 from scu.protocol.status import StatusCategory, classify, format_status
 from scu.protocol.uids import DEFLATED_EXPLICIT_VR_LE
 from scu.ratelimit import RateLimiter
 from scu.result import Attempt
 from scu.source import Entry, EntryError, Header
+from scu.streaming import REPLAN_AHEAD, Headers, need_of, own_contexts
 
 __all__ = ["Emit", "RetryPolicy", "WorkQueue", "Worker", "error_event"]
 
@@ -36,6 +37,8 @@ log = logging.getLogger("scu")
 
 Emit = Callable[[int | None, Event], None]
 INTERRUPTED = "not sent: interrupted"
+#: The longest a lone worker spins for an answer once it has nothing left to check.
+SPIN = 0.0002
 
 
 @dataclass(frozen=True)
@@ -83,13 +86,17 @@ class WorkQueue:
         self._requeued: list[int] = []
         self._alive = 0
         self.fail_fast = fail_fast
-        self.fail_fast_hit = False
+        self._fail_fast_hit = False
         self.established = False
         self.association_error: AssociationError | None = None
 
     def start_workers(self, count: int) -> None:
         with self._lock:
             self._alive = count
+
+    def upcoming(self) -> tuple[int, int]:
+        """The entries not handed out yet (what the workers will ask for next)."""
+        return self._cursor, self._total
 
     def next_index(self) -> int | None:
         """The next entry, or ``None`` when the queue is empty, in which case the worker
@@ -124,7 +131,12 @@ class WorkQueue:
 
     def failed(self) -> None:
         if self.fail_fast:
-            self.fail_fast_hit = True
+            self._fail_fast_hit = True
+
+    @property
+    def fail_fast_hit(self) -> bool:
+        """A failure stopped the transfer (``fail_fast``)."""
+        return self._fail_fast_hit
 
 
 class Worker:
@@ -133,9 +145,7 @@ class Worker:
     def __init__(
         self,
         entries: Sequence[Entry],
-        headers: Sequence[Header | EntryError],
-        plans: Sequence[AssociationPlan],
-        plan_of: dict[str, int],
+        headers: Headers,
         *,
         endpoint: Endpoint,
         policy: SyntaxPolicy,
@@ -146,8 +156,7 @@ class Worker:
     ) -> None:
         self.entries = entries
         self.headers = headers
-        self.plans = plans
-        self.plan_of = plan_of
+        self.planner = headers.planner
         self.endpoint = endpoint
         self.policy = policy
         self.work = work
@@ -155,17 +164,30 @@ class Worker:
         self.limiter = limiter
         self.interruption = interruption
         self.assoc: Association | None = None
-        self.assoc_plan = -1
+        #: What the open association can carry (see :func:`scu.streaming.own_contexts`).
+        self.carried: frozenset[tuple[str, str]] = frozenset()
+        #: Where each (SOP class, file syntax) goes on the open association.
+        self.selections: dict[tuple[str, str], Selection | Refusal] = {}
+        #: Work done while an answer is awaited (see :meth:`Association.store`).
+        self.idle: Callable[[], bool] = headers.idle
+        #: How long answers took to come once the idle work ran out (a moving average),
+        #: and when it last ran out (see :meth:`spin_when_idle`).
+        self.answer_time = 0.0
+        self._waiting_since: float | None = None
+        #: Called before anything that may block for long (opening an association,
+        #: a back-off, a rate limit): a worker process sends the events it holds.
+        self.before_block: Callable[[], None] = _nothing
 
     def _error(self, index: int, error: str, **kwargs: object) -> FileError:
-        return error_event(self.entries[index], self.headers[index], error, **kwargs)  # type: ignore[arg-type]
+        return error_event(self.entries[index], self.headers.peek(index), error, **kwargs)  # type: ignore[arg-type]
 
     def _fail(self, index: int, emit: Emit, event: FileError) -> None:
         self.work.failed()
         emit(index, event)
 
     def _drop_association(self, abort: bool = False) -> None:
-        assoc, self.assoc, self.assoc_plan = self.assoc, None, -1
+        assoc, self.assoc = self.assoc, None
+        self.carried, self.selections = frozenset(), {}
         if assoc is not None:
             if abort:
                 assoc.abort()
@@ -174,6 +196,7 @@ class Worker:
 
     def _sleep(self, seconds: float) -> bool:
         """Sleep unless interrupted; ``False`` when the transfer was interrupted."""
+        self.before_block()
         end = time.monotonic() + seconds
         while not self.interruption.interrupted:
             left = end - time.monotonic()
@@ -182,13 +205,44 @@ class Worker:
             time.sleep(min(left, 0.1))
         return False
 
-    def _open(self, plan_index: int) -> Association:
-        """An association for a plan, trying again after a transient refusal."""
+    def spin_when_idle(self) -> None:
+        """Use :meth:`_idle_then_spin` while answers are awaited: for a worker alone on
+        its machine's share (``concurrency=1``), not for workers sharing the cores."""
+        self.idle = self._idle_then_spin
+
+    def _idle_then_spin(self) -> bool:
+        """Check the next entries while the answer is awaited; once there is nothing
+        left to check, spin (poll without sleeping) for the answer up to :data:`SPIN`
+        seconds when answers have been coming that fast, then block. A thread woken from
+        a blocking wait starts tens of microseconds late on a virtual machine, which a
+        small file's whole store takes no more than three times over; an SCP that
+        answers slower than :data:`SPIN` is waited for in the kernel, without spinning."""
+        if self.headers.idle():
+            return True
+        now = self._waiting_since = time.monotonic()
+        assoc = self.assoc
+        if assoc is not None and self.answer_time <= SPIN:
+            readable, clock, until = assoc.readable, time.monotonic, now + SPIN
+            while not readable() and clock() < until:
+                pass
+        return False
+
+    def _acquire(self, size: int) -> bool:
+        """Wait for the rate limits; ``False`` if the transfer was interrupted first."""
+        self.before_block()
+        return self.limiter.acquire(size, lambda: self.interruption.interrupted)
+
+    def _open(self, header: Header) -> Association:
+        """An association that carries ``header``, planned from every entry checked so
+        far (and :data:`REPLAN_AHEAD` more), trying again after a transient refusal."""
+        self.before_block()
+        self.headers.check_ahead(REPLAN_AHEAD)
         tried = 0
         while True:
             tried += 1
+            plan = self.planner.plan_for(header)
             try:
-                assoc = self.endpoint.open(self.plans[plan_index], interruption=self.interruption)
+                assoc = self.endpoint.open(plan, interruption=self.interruption)
             except AssociationError as exc:
                 if not exc.transient or tried > self.retry.retries:
                     raise
@@ -196,16 +250,21 @@ class Worker:
                 if not self._sleep(self.retry.delay(tried)):
                     raise
                 continue
-            self.assoc, self.assoc_plan = assoc, plan_index
+            self.assoc, self.carried = assoc, own_contexts(plan)
             self.work.opened()
             return assoc
 
-    def _usable(self, plan_index: int) -> Association:
-        if self.assoc is not None and (not self.assoc.usable or self.assoc_plan != plan_index):
+    def _usable(self, header: Header) -> Association:
+        """The open association if it is alive and carries ``header``, else a new one."""
+        assoc = self.assoc
+        if assoc is not None and (
+            need_of(self.policy, header) not in self.carried or not assoc.usable
+        ):
             self._drop_association()
-        if self.assoc is None:
-            return self._open(plan_index)
-        return self.assoc
+            assoc = None
+        if assoc is None:
+            return self._open(header)
+        return assoc
 
     def run(self, emit: Emit) -> None:
         dead: str | None = None
@@ -217,6 +276,7 @@ class Worker:
                     return
                 try:
                     dead = self._one(index, emit, dead)
+                    self.headers.forget(index)
                 except _Retired:
                     return
                 except KeyboardInterrupt:
@@ -243,14 +303,14 @@ class Worker:
         if self.work.fail_fast_hit:
             emit(index, self._error(index, "not sent: fail_fast"))
             return dead
-        header = self.headers[index]
+        header = self.headers.get(index)
         if isinstance(header, EntryError):
             self._fail(
                 index, emit, self._error(index, str(header), message="File could not be read")
             )
             return dead
         try:
-            assoc = self._usable(self.plan_of[header.sop_class_uid])
+            assoc = self._usable(header)
         except Exception as exc:
             if not isinstance(exc, AssociationError):  # a bug: keep the accounting
                 log.exception("internal error while opening an association")
@@ -275,6 +335,8 @@ class Worker:
             return Payload.from_bytes(convert(entry, header, wire_syntax))
         if entry.data is not None:
             payload = Payload.from_bytes(memoryview(entry.data)[header.dataset_offset :])
+        elif (data := self.headers.unchanged_bytes(index)) is not None:
+            payload = Payload.from_bytes(memoryview(data)[header.dataset_offset :])
         else:
             assert entry.path is not None or entry.remote is not None
             payload = Payload(
@@ -296,9 +358,12 @@ class Worker:
         announced = False
         while True:
             number = len(attempts) + 1
-            choice = self.policy.select(
-                assoc.negotiated, header.sop_class_uid, header.transfer_syntax
-            )
+            key = (header.sop_class_uid, header.transfer_syntax)
+            choice = self.selections.get(key)
+            if choice is None:  # the same for every such file on this association
+                choice = self.selections[key] = self.policy.select(
+                    assoc.negotiated, header.sop_class_uid, header.transfer_syntax
+                )
             if isinstance(choice, Refusal):
                 self._fail(index, emit, self._error(index, choice.reason, attempts=tuple(attempts)))
                 return
@@ -308,8 +373,7 @@ class Worker:
                 self._fail(index, emit, self._error(index, f"cannot convert: {exc}"))
                 return
             if self.interruption.interrupted or (
-                self.limiter.active
-                and not self.limiter.acquire(payload.length, lambda: self.interruption.interrupted)
+                self.limiter.active and not self._acquire(payload.length)
             ):  # interrupted while the association was being opened, or waiting for the rate
                 emit(index, self._error(index, INTERRUPTED, attempts=tuple(attempts)))
                 return
@@ -325,8 +389,9 @@ class Worker:
             comment: str | None = None
             try:
                 response = assoc.store(
-                    choice.context_id, header.sop_class_uid, header.sop_instance_uid, payload
-                )
+                    choice.context_id, header.sop_class_uid, header.sop_instance_uid, payload,
+                    self.idle,
+                )  # fmt: skip
             except TransportError as exc:
                 failure, transient = str(exc), exc.transient
                 self._drop_association()
@@ -339,7 +404,11 @@ class Worker:
             else:
                 status, comment = response.status, response.error_comment
                 assert status is not None
-            duration = time.monotonic() - started
+            now = time.monotonic()
+            duration = now - started
+            if self._waiting_since is not None:
+                self.answer_time += 0.125 * (now - self._waiting_since - self.answer_time)
+                self._waiting_since = None
             if failure is None and status is not None:
                 category = classify(status)
                 if category is not StatusCategory.FAILURE:
@@ -370,12 +439,16 @@ class Worker:
             try:
                 if not self._sleep(self.retry.delay(number)):
                     raise AssociationError("the transfer was interrupted")
-                assoc = self._usable(self.plan_of[header.sop_class_uid])
+                assoc = self._usable(header)
             except AssociationError as exc:
                 self._fail(index, emit, self._error(
                     index, f"{failure}; then {exc}", status=status, attempts=tuple(attempts)
                 ))  # fmt: skip
                 return
+
+
+def _nothing() -> None:
+    pass
 
 
 class _Retired(Exception):

@@ -101,24 +101,56 @@ def element_header(
 
 
 def walk(
-    buf: Buffer, offset: int, end: int, explicit: bool, depth: int, layout: Layout = LITTLE
+    buf: Buffer,
+    offset: int,
+    end: int,
+    explicit: bool,
+    depth: int,
+    layout: Layout = LITTLE,
+    uids: dict[tuple[int, int], str] | None = None,
 ) -> int:
     """Skip over data elements from ``offset``; return where they end.
 
     At depth 0 the elements must end exactly at ``end``; nested (inside an item of
-    undefined length) the walk returns just after the item delimitation item.
+    undefined length) the walk returns just after the item delimitation item. With
+    ``uids``, the SOP Class and SOP Instance UIDs met among the leading top-level
+    elements are put in it, as :func:`leading_uids` finds them, in the same pass.
     """
     if depth > _MAX_DEPTH:
         raise DatasetError("malformed data set: sequences nested more than 64 deep")
+    # element_header() inlined: this loop runs for every element of every file sent.
+    tag_vr_short = layout.tag_vr_short.unpack_from
+    tag_len = layout.tag_len.unpack_from
+    u32 = layout.u32.unpack_from
+    long_vrs, vrs = LONG_VRS, VRS
+    collect = uids is not None and depth == 0
     while offset < end:
         if offset + 8 > end:
             raise Truncated(
                 f"truncated: {end - offset} stray bytes at offset {offset} where a data element "
                 "should start"
             )
-        group, element, length, header, nested_explicit = element_header(
-            buf, offset, end, explicit, layout
-        )
+        if explicit:
+            group, element, vr, length = tag_vr_short(buf, offset)
+            if group == 0xFFFE:
+                group, element, length = tag_len(buf, offset)
+                header, nested_explicit = 8, True
+            elif vr in long_vrs:
+                if offset + 12 > end:
+                    raise Truncated(f"truncated: element ({group:04X},{element:04X}) header cut")
+                (length,) = u32(buf, offset + 8)
+                # An undefined-length UN holds Implicit VR data (PS3.5 6.2.2).
+                header, nested_explicit = 12, vr != b"UN"
+            elif vr in vrs:
+                header, nested_explicit = 8, True
+            else:
+                raise DatasetError(
+                    f"malformed data set: element ({group:04X},{element:04X}) at offset "
+                    f"{offset} has invalid VR {vr!r} for explicit VR encoding"
+                )
+        else:
+            group, element, length = tag_len(buf, offset)
+            header, nested_explicit = 8, False
         if group == 0xFFFE:
             if element == 0xE00D and depth > 0:
                 return offset + 8
@@ -126,6 +158,13 @@ def walk(
                 f"malformed data set: unexpected delimiter (FFFE,{element:04X}) at offset {offset}"
             )
         offset += header
+        if collect:
+            if group > 0x0008 or (group == 0x0008 and element > 0x0018):
+                collect = False
+            elif group == 0x0008 and (element == 0x0016 or element == 0x0018):
+                if length != _UNDEFINED and offset + length <= end:
+                    value = bytes(buf[offset : offset + length]).rstrip(b"\x00 ")
+                    uids[(group, element)] = value.decode("ascii", "replace")  # type: ignore[index]
         if length == _UNDEFINED:
             offset = _walk_items(
                 buf, offset, end, nested_explicit, depth + 1, (group, element), layout

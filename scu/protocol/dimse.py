@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import MappingProxyType
 
 from scu.protocol.uids import VERIFICATION_SOP_CLASS
@@ -171,19 +172,20 @@ class Command:
 
 def decode_command(data: bytes | bytearray | memoryview) -> Command:
     """Decode a command set; raises :class:`CommandError` when it is malformed."""
-    view = memoryview(data)
+    raw = bytes(data)  # one copy; the values are slices of it
+    unpack = _ELEMENT.unpack_from
     values: dict[int, bytes] = {}
-    offset, end = 0, len(view)
+    offset, end = 0, len(raw)
     while offset < end:
         if offset + 8 > end:
             raise CommandError("truncated element in DIMSE command set")
-        group, element, length = _ELEMENT.unpack_from(view, offset)
+        group, element, length = unpack(raw, offset)
         offset += 8
         if group != 0x0000 or length == 0xFFFFFFFF or offset + length > end:
             raise CommandError(
                 f"malformed DIMSE command set: element ({group:04X},{element:04X}) length {length}"
             )
-        values[element] = bytes(view[offset : offset + length])
+        values[element] = raw[offset : offset + length]
         offset += length
     command = Command(MappingProxyType(values))
     if command.command_field is None:
@@ -210,16 +212,45 @@ def encode_command(elements: Sequence[tuple[int, int | str | bytes]]) -> bytes:
 def encode_store_rq(
     message_id: int, sop_class_uid: str, sop_instance_uid: str, priority: int = 0
 ) -> bytes:
-    """A C-STORE-RQ command set (a data set follows)."""
-    return encode_command(
-        [
-            (Tag.AFFECTED_SOP_CLASS_UID, sop_class_uid),
-            (Tag.COMMAND_FIELD, C_STORE_RQ),
-            (Tag.MESSAGE_ID, message_id),
-            (Tag.PRIORITY, priority),
-            (Tag.DATA_SET_TYPE, 0x0000),
-            (Tag.AFFECTED_SOP_INSTANCE_UID, sop_instance_uid),
-        ]
+    """A C-STORE-RQ command set (a data set follows): what :func:`encode_command` makes
+    of its six elements, put together directly (one is written per file sent)."""
+    head = _store_rq_head(sop_class_uid)
+    instance = sop_instance_uid.encode("ascii")
+    if len(instance) % 2:
+        instance += b"\x00"
+    body_length = len(head) + _STORE_RQ_MIDDLE.size + 8 + len(instance)
+    middle = _STORE_RQ_MIDDLE.pack(
+        0x0000, Tag.MESSAGE_ID, 2, message_id,
+        0x0000, Tag.PRIORITY, 2, priority,
+        0x0000, Tag.DATA_SET_TYPE, 2, 0x0000,
+    )  # fmt: skip
+    return b"".join(
+        (
+            _GROUP_LENGTH_HEAD,
+            _UL.pack(body_length),
+            head,
+            middle,
+            _ELEMENT.pack(0x0000, Tag.AFFECTED_SOP_INSTANCE_UID, len(instance)),
+            instance,
+        )
+    )
+
+
+_GROUP_LENGTH_HEAD = _ELEMENT.pack(0x0000, Tag.GROUP_LENGTH, 4)
+_STORE_RQ_MIDDLE = struct.Struct("<" + "HHLH" * 3)
+
+
+@lru_cache(maxsize=256)
+def _store_rq_head(sop_class_uid: str) -> bytes:
+    """Affected SOP Class UID and Command Field of a C-STORE-RQ (the same for a class)."""
+    uid = sop_class_uid.encode("ascii")
+    if len(uid) % 2:
+        uid += b"\x00"
+    return (
+        _ELEMENT.pack(0x0000, Tag.AFFECTED_SOP_CLASS_UID, len(uid))
+        + uid
+        + _ELEMENT.pack(0x0000, Tag.COMMAND_FIELD, 2)
+        + _US.pack(C_STORE_RQ)
     )
 
 

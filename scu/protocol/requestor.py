@@ -225,6 +225,10 @@ _DECODED = frozenset(
 SCU_LIMITS = Limits(max_associate_pdu=256 * 1024, max_command=64 * 1024, max_dataset=0)
 
 
+#: Transitions :attr:`Requestor.history` keeps at least (the most recent ones).
+_HISTORY = 512
+
+
 class Requestor:
     """One association, requestor side; see the module doc."""
 
@@ -245,7 +249,10 @@ class Requestor:
                 f"{trigger.value} is not allowed while the association is {self.state.value}"
             )
         new, act = TABLE[key]
-        self.history.append((self.state, trigger, new))
+        history = self.history
+        history.append((self.state, trigger, new))
+        if len(history) > 2 * _HISTORY:  # a long association: the recent past is enough
+            del history[:_HISTORY]
         self.state = new
         return act
 
@@ -290,6 +297,11 @@ class Requestor:
     def receive(self, data: bytes | bytearray | memoryview) -> list[ScuEvent]:
         """Bytes from the peer: what they complete, in order."""
         out: list[ScuEvent] = []
+        if self.state is ScuState.AWAITING_RESPONSE:  # most often the answer, whole
+            whole = self._decoder.whole_command(data)
+            if whole is not None:
+                self._on_command(whole, out)
+                return out
         for event in self._decoder.feed(data):
             self._on_stream_event(event, out)
             if self.state in (ScuState.CLOSED, ScuState.ABORTED):

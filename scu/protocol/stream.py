@@ -154,6 +154,43 @@ class Decoder:
         self._dataset_context = context_id
         self._dataset_size = 0
 
+    def whole_command(self, data: bytes | bytearray | memoryview) -> CommandReceived | None:
+        """``data`` decoded at once when it is exactly one P-DATA-TF holding one whole
+        command set without a data set (the usual answer to a request) and nothing is
+        pending: the event :meth:`feed` would return for it. ``None`` for anything else
+        (nothing is taken then: :meth:`feed` must have it)."""
+        if (
+            self._state != _PDU_HEADER
+            or self._partial
+            or self._command_context is not None
+            or self._dataset_context is not None
+        ):
+            return None
+        size = len(data)
+        if size < 12:
+            return None
+        pdu_type, length = _HEADER.unpack_from(data, 0)
+        limits = self.limits
+        if (
+            pdu_type != PduType.P_DATA_TF
+            or length + 6 != size
+            or length > limits.max_pdata_hard
+            or (limits.max_pdata_length and length > limits.max_pdata_length)
+        ):
+            return None
+        pdv_length, context_id, control = _PDV_HEADER.unpack_from(data, 6)
+        if pdv_length + 4 != length or control != 0x03 or size - 12 > limits.max_command:
+            return None  # not one PDV that is a whole command set
+        raw = bytes(data[12:size])
+        try:
+            command = decode_command(raw)
+        except CommandError:
+            return None
+        if command.has_dataset:
+            return None
+        self.offset += size
+        return CommandReceived(context_id, command, raw)
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[StreamEvent]:
         """Take ``data``; return the events it completes, in order."""
         view = memoryview(data)

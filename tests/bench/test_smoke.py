@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.xdist_group("bench-smoke")
 
 RUN_NAMES = {
-    "reference", "scu-c1", "scu-c2", "scu-c4", "dcmtk-mock", "scu-mock", "dcmtk-user",
-    "dcmtk-serve", "pynetdicom",
+    "reference", "scu-c1", "scu-c2", "scu-c4", "dcmtk-2p", "dcmtk-mock", "scu-mock",
+    "dcmtk-user", "dcmtk-serve", "pynetdicom",
 }  # fmt: skip
 
 
@@ -86,6 +86,7 @@ def test_memory_and_scale_checks_report_figures(smoke_report: dict[str, Any]) ->
     assert queue["queued_rss_mib"] > 0 and queue["files"] > 0
     assert scale["error"] is None, scale
     assert all(v and v > 0 for v in scale["files_per_second"].values())
+    assert all(v is not None and v > 0 for v in scale["first_store_seconds"].values())
     assert scale["ratio_long_to_short"] > 0
     for name in ("memory-serve", "memory-mock"):
         memory = checks[name]

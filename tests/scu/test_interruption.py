@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-import scu.transfer
+import scu.streaming
 from mock_scp import MockScp
 from mock_scp.rules import StoreRequest
 from scu import FileError, Interrupted, TransferCompleted, TransferJournal
@@ -276,15 +276,15 @@ def test_ctrl_c_while_the_files_are_read(
     stops, no association is made, every entry is 'not sent: interrupted'."""
     files = write_series(tmp_path, 5)
     read: list[str] = []
-    real = scu.transfer.safe_header
+    real = scu.streaming.safe_header
 
-    def slow_reader(entry: Entry) -> Header | EntryError:
+    def slow_reader(entry: Entry, keep: Any = None) -> Header | EntryError:
         read.append(entry.name)
         if len(read) == 2:
             sigint()
-        return real(entry)
+        return real(entry, keep)
 
-    monkeypatch.setattr(scu.transfer, "safe_header", slow_reader)
+    monkeypatch.setattr(scu.streaming, "safe_header", slow_reader)
     sender = make_scu(pacs)
     for path in files:
         sender.add_file(path)
@@ -384,15 +384,15 @@ def test_cancelling_send_async_while_the_files_are_read(
     journal = tmp_path / "journal.sqlite"
     reading = threading.Event()
     read: list[str] = []
-    real = scu.transfer.safe_header
+    real = scu.streaming.safe_header
 
-    def slow_reader(entry: Entry) -> Header | EntryError:
+    def slow_reader(entry: Entry, keep: Any = None) -> Header | EntryError:
         read.append(entry.name)
         reading.set()
         threading.Event().wait(0.02)
-        return real(entry)
+        return real(entry, keep)
 
-    monkeypatch.setattr(scu.transfer, "safe_header", slow_reader)
+    monkeypatch.setattr(scu.streaming, "safe_header", slow_reader)
     sender = make_scu(pacs)
     for path in files:
         sender.add_file(path)
