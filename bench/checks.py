@@ -120,7 +120,7 @@ def big_check(
     log(f"check big: building/using a {size_bytes / MB:.0f} MB file")
     path = corpus.big_file(workdir, size_bytes=size_bytes)
     nbytes = path.stat().st_size
-    log("check big: sending it with StoreScu c=1 -> storescp --ignore")
+    log("check big: sending it with StoreScu c=1 -> storescp --fork --ignore")
     s = measure(SCU_C1, [path], 1, logdir=logdir, tag="big", timeout=timeout, tree=tree)
     result: dict[str, Any] = {
         "check": "big",

@@ -198,7 +198,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def storescp(logdir: Path, tag: str) -> Iterator[Receiver]:
-    """DCMTK storescp --ignore: receives every store and throws the data away.
+    """DCMTK storescp --fork --ignore: receives every store and throws the data away.
 
     ``--fork`` so that several associations (our SCU at concurrency N, or the readiness
     probe) are served at once, as a PACS would; ``+xa`` accepts the compressed syntaxes

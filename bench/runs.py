@@ -1,7 +1,7 @@
 """What the benchmark runs, as data, and how one measurement is taken.
 
 A *run* sends a whole corpus from one sender to one receiver; the reference run
-(DCMTK storescu -> DCMTK storescp --ignore) is measured in the same process and the
+(DCMTK storescu -> DCMTK storescp --fork --ignore) is measured in the same process and the
 same rounds as the others, and every other run is reported as a ratio to it.
 A *check* measures one of the memory and scaling targets.
 """
@@ -40,10 +40,10 @@ class RunDef:
 REFERENCE = "reference"
 
 RUNS: tuple[RunDef, ...] = (
-    RunDef(REFERENCE, "dcmtk", "storescp", 1, "DCMTK storescu -> DCMTK storescp --ignore"),
-    RunDef("scu-c1", "scu", "storescp", 1, "StoreScu c=1 -> DCMTK storescp --ignore"),
-    RunDef("scu-c2", "scu", "storescp", 2, "StoreScu c=2 -> DCMTK storescp --ignore"),
-    RunDef("scu-c4", "scu", "storescp", 4, "StoreScu c=4 -> DCMTK storescp --ignore"),
+    RunDef(REFERENCE, "dcmtk", "storescp", 1, "DCMTK storescu -> DCMTK storescp --fork --ignore"),
+    RunDef("scu-c1", "scu", "storescp", 1, "StoreScu c=1 -> DCMTK storescp --fork --ignore"),
+    RunDef("scu-c2", "scu", "storescp", 2, "StoreScu c=2 -> DCMTK storescp --fork --ignore"),
+    RunDef("scu-c4", "scu", "storescp", 4, "StoreScu c=4 -> DCMTK storescp --fork --ignore"),
     RunDef(
         "dcmtk-2p",
         "dcmtk-parallel",

@@ -104,7 +104,7 @@ def test_table_renders_errors_and_figures(monkeypatch: pytest.MonkeyPatch) -> No
 
     run = {
         "run": "scu-c1",
-        "label": "StoreScu c=1 -> DCMTK storescp --ignore",
+        "label": "StoreScu c=1 -> DCMTK storescp --fork --ignore",
         "corpus": "ct",
         "files_per_second": None,
         "mb_per_second": None,
