@@ -273,6 +273,7 @@ class Connection(Receiving):
                 self._handle(self.machine.peer_closed())
                 break
             self._handle(self.machine.receive(self._view[:n]))
+            self._flush_data()  # the next read reuses the buffer
             self._flush()
             rate = self.machine.read_rate
             if rate is not None:

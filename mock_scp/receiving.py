@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,6 +54,9 @@ class Store:
     complete: bool = False
     decision: Decision | None = None
     payload: Payload | None = None
+    #: Data set bytes of the last read not yet in the sink: views into the read buffer,
+    #: valid until the next read (see :meth:`Receiving._flush_data`).
+    pending: list[memoryview] = field(default_factory=list)
 
 
 class Receiving:
@@ -129,13 +132,36 @@ class Receiving:
         )
 
     def _dataset_data(self, event: DatasetData) -> None:
+        """The bytes go to the sink (and ``store_dir``) before the next read; without a
+        ``store_dir`` they wait there until then, so that the last read's bytes of a
+        data set reach the sink after its answer has left (the SCU waits for nothing
+        else), unless the decision looks at the content first."""
         store = self.store
         if store is None:
             return
+        if store.file is None:
+            store.pending += event.chunks
+            return
         store.sink.write_chunks(event.chunks)
-        if store.file is not None:
-            for chunk in event.chunks:
-                store.file.write(chunk)
+        for chunk in event.chunks:
+            store.file.write(chunk)
+
+    def _flush_data(self) -> None:
+        """Put the bytes waiting in :attr:`Store.pending` into the sink (called before
+        the read buffer is read into again, and before anything looks at the data)."""
+        store = self.store
+        if store is not None and store.pending:
+            store.sink.write_chunks(store.pending)
+            store.pending.clear()
+
+    def _payload_of(self, store: Store) -> Payload:
+        """The complete data set of ``store`` as kept (its pending bytes written first)."""
+        if store.pending:
+            store.sink.write_chunks(store.pending)
+            store.pending.clear()
+        if store.payload is None:
+            store.payload = store.sink.close()
+        return store.payload
 
     def _store_ended(
         self,
@@ -150,8 +176,8 @@ class Receiving:
         store = self.store
         if store is None:
             return None
+        payload = self._payload_of(store)
         self.store = None
-        payload = store.payload if store.payload is not None else store.sink.close()
         path = None
         error = None
         if store.file is not None:
@@ -191,14 +217,15 @@ class Receiving:
             return
         store.complete = True
         req = store.request
-        payload = store.payload = store.sink.close()
-        content = StoreContent(
-            req,
-            lambda: (
-                payload.head if payload.path is None and not payload.in_memory else payload.read()
-            ),
-        )
-        decision = store.decision = self.port.decide(store.plan, content)
+
+        def content() -> bytes | bytearray:
+            payload = self._payload_of(store)
+            whole = payload.path is not None or payload.in_memory
+            return payload.read() if whole else payload.head
+
+        decision = store.decision = self.port.decide(store.plan, StoreContent(req, content))
+        if decision.stall_seconds > 0 or decision.action.name not in _ANSWERS:
+            self._payload_of(store)  # a stall reads on; a fault journals the store now
         if decision.stall_seconds > 0:
             cut = self._stall(decision.stall_seconds)
             if cut:
@@ -230,8 +257,7 @@ class Receiving:
     def _check_dataset(self, store: Store) -> tuple[str | None, str | None]:
         """What the data set's first bytes say: a problem with its encoding (recorded as
         a violation), and the SOP Instance UID it holds (``None``: not in the head)."""
-        payload = store.payload
-        assert payload is not None
+        payload = self._payload_of(store)
         req = store.request
         problem, uid = sniff(payload.head, req.transfer_syntax, payload.size)
         if problem is not None:
@@ -257,6 +283,7 @@ class Receiving:
         with self.journal.answering():
             answered_at = time.time()
             self._send(data)
+            self._payload_of(store)
             problem, uid = self._check_dataset(store)
             received = self._store_ended(status, action.name, True, comment, notify=False)
             assert received is not None
