@@ -151,14 +151,15 @@ def render(report: dict[str, Any]) -> str:
         return f"{r['run']}@{r['version']}" if r.get("version") else str(r["run"])
 
     width = max([11, *(len(name(r)) for r in report["runs"])])
+    lw = max([18, *(len(r["label"]) for r in report["runs"])])
     head = (
-        f"{'run':<{width}} {'sender -> receiver':<43} {'corpus':<12} {'files/s':>9} "
+        f"{'run':<{width}} {'sender -> receiver':<{lw}} {'corpus':<12} {'files/s':>9} "
         f"{'MB/s':>8} {'ratio':>7} {'RSS MiB':>8} {'CPU s':>7}"
     )
     lines += [head, "-" * len(head)] if report["runs"] else []
     for r in report["runs"]:
         row = (
-            f"{name(r):<{width}} {r['label']:<43} {r['corpus']:<12} "
+            f"{name(r):<{width}} {r['label']:<{lw}} {r['corpus']:<12} "
             f"{_fmt(r['files_per_second'], '9.1f')} {_fmt(r['mb_per_second'], '8.1f')} "
             f"{_fmt(r['ratio'], '6.3f', 'x'):>7} {_fmt(r['peak_rss_mib'], '8.1f')} "
             f"{_fmt(r['cpu_seconds'], '7.2f')}"
