@@ -48,13 +48,19 @@ class Arena:
                 return None
             offset = self.end
             self.end += self.BLOCK
-            if self._populating and (self._thread is None or not self._thread.is_alive()):
+            if not self._populating:
+                return offset
+            if self._thread is None or not self._thread.is_alive():
                 # (Again after a while without data sets: the thread ends when idle.)
                 self._thread = threading.Thread(
                     target=self._populate, name="mock-scp-arena", daemon=True
                 )
                 self._thread.start()
-        self._wake.set()
+            # Woken when less than AHEAD minus a step is ready (a store of small data
+            # sets takes a block each: waking the thread for each costs more than it).
+            low = self._populated < min(self.end + self.AHEAD - self._STEP, self.size)
+        if low:
+            self._wake.set()
         return offset
 
     def give_back(self, start: int, stop: int) -> bool:

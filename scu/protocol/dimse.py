@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from types import MappingProxyType
 
 from scu.protocol.uids import VERIFICATION_SOP_CLASS
@@ -107,7 +107,8 @@ class CommandError(ValueError):
 @dataclass(frozen=True)
 class Command:
     """A decoded command set. ``elements`` holds every value as raw bytes; the
-    properties read the ones the Storage and Verification services use."""
+    properties read the ones the Storage and Verification services use (each decoded
+    once, when first read)."""
 
     elements: Mapping[int, bytes] = field(repr=False)
 
@@ -121,50 +122,50 @@ class Command:
             return None
         return raw.decode("ascii", "backslashreplace").rstrip("\x00 ")
 
-    @property
+    @cached_property
     def command_field(self) -> int | None:
         return self._us(Tag.COMMAND_FIELD)
 
-    @property
+    @cached_property
     def message_id(self) -> int | None:
         return self._us(Tag.MESSAGE_ID)
 
-    @property
+    @cached_property
     def message_id_responded(self) -> int | None:
         return self._us(Tag.MESSAGE_ID_RESPONDED)
 
-    @property
+    @cached_property
     def affected_sop_class_uid(self) -> str | None:
         return self._text(Tag.AFFECTED_SOP_CLASS_UID)
 
-    @property
+    @cached_property
     def affected_sop_instance_uid(self) -> str | None:
         return self._text(Tag.AFFECTED_SOP_INSTANCE_UID)
 
-    @property
+    @cached_property
     def priority(self) -> int | None:
         return self._us(Tag.PRIORITY)
 
-    @property
+    @cached_property
     def status(self) -> int | None:
         return self._us(Tag.STATUS)
 
-    @property
+    @cached_property
     def error_comment(self) -> str | None:
         return self._text(Tag.ERROR_COMMENT)
 
-    @property
+    @cached_property
     def move_originator_ae_title(self) -> str | None:
         text = self._text(Tag.MOVE_ORIGINATOR_AE_TITLE)
         return None if text is None else text.strip()
 
-    @property
+    @cached_property
     def has_dataset(self) -> bool:
         """Whether a data set follows (Command Data Set Type present and not 0x0101)."""
         kind = self._us(Tag.DATA_SET_TYPE)
         return kind is not None and kind != NO_DATASET
 
-    @property
+    @cached_property
     def name(self) -> str:
         field_ = self.command_field
         return "command without a Command Field" if field_ is None else command_name(field_)
@@ -254,6 +255,23 @@ def _store_rq_head(sop_class_uid: str) -> bytes:
     )
 
 
+_STORE_RSP_MIDDLE = _STORE_RQ_MIDDLE
+
+
+@lru_cache(maxsize=256)
+def _store_rsp_head(sop_class_uid: str | bytes) -> bytes:
+    """Affected SOP Class UID and Command Field of a C-STORE-RSP (the same for a class)."""
+    uid = sop_class_uid if isinstance(sop_class_uid, bytes) else sop_class_uid.encode("ascii")
+    if len(uid) % 2:
+        uid += b"\x00"
+    return (
+        _ELEMENT.pack(0x0000, Tag.AFFECTED_SOP_CLASS_UID, len(uid))
+        + uid
+        + _ELEMENT.pack(0x0000, Tag.COMMAND_FIELD, 2)
+        + _US.pack(C_STORE_RSP)
+    )
+
+
 def encode_echo_rq(message_id: int) -> bytes:
     return encode_command(
         [
@@ -299,6 +317,24 @@ def encode_store_rsp(
     sop_instance_uid: str | bytes,
     error_comment: str | None = None,
 ) -> bytes:
+    """A C-STORE-RSP command set. Without an Error Comment (one is written per store
+    answered) it is put together directly: what :func:`encode_response` makes of it."""
+    if not error_comment and sop_class_uid and sop_instance_uid:
+        head = _store_rsp_head(sop_class_uid)
+        instance = (
+            sop_instance_uid if isinstance(sop_instance_uid, bytes)
+            else sop_instance_uid.encode("ascii")
+        )  # fmt: skip
+        if len(instance) % 2:
+            instance += b"\x00"
+        middle = _STORE_RSP_MIDDLE.pack(
+            0x0000, Tag.MESSAGE_ID_RESPONDED, 2, message_id_responded,
+            0x0000, Tag.DATA_SET_TYPE, 2, NO_DATASET,
+            0x0000, Tag.STATUS, 2, status,
+        )  # fmt: skip
+        tail = _ELEMENT.pack(0x0000, Tag.AFFECTED_SOP_INSTANCE_UID, len(instance))
+        body_length = len(head) + len(middle) + len(tail) + len(instance)
+        return b"".join((_GROUP_LENGTH_HEAD, _UL.pack(body_length), head, middle, tail, instance))
     return encode_response(
         C_STORE_RSP,
         message_id_responded,

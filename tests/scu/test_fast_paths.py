@@ -1,6 +1,7 @@
 """The per-file fast paths give exactly what the general code gives: the C-STORE-RQ
-built directly, a whole response decoded at once, the SOP UIDs found during the walk, a
-file's chunks mapped into memory instead of read (and a file cut short under them)."""
+and C-STORE-RSP built directly, a whole response decoded at once, the SOP UIDs found
+during the walk, a file's chunks mapped into memory instead of read (and a file cut
+short under them)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,26 @@ def test_store_rq_is_what_encode_command_makes(
         ]
     )
     assert dimse.encode_store_rq(message_id, sop_class, sop_instance, priority) == general
+
+
+@pytest.mark.parametrize("sop_class", [*UIDS, b"1.2.3\x00", b"1.2"])
+@pytest.mark.parametrize("sop_instance", [*UIDS, b"1.2.3.4\x00", b"1.2.3"])
+@pytest.mark.parametrize(("message_id", "status"), [(1, 0), (7, 0xB000), (0xFFFF, 0xA700)])
+def test_store_rsp_is_what_encode_response_makes(
+    sop_class: str | bytes, sop_instance: str | bytes, message_id: int, status: int
+) -> None:
+    """The C-STORE-RSP put together directly (no Error Comment) is the general encoding,
+    for UIDs given as text or echoed as the peer's bytes (padded or not)."""
+    general = dimse.encode_response(
+        dimse.C_STORE_RSP, message_id, status,
+        sop_class_uid=sop_class, sop_instance_uid=sop_instance,
+    )  # fmt: skip
+    fast = dimse.encode_store_rsp(
+        message_id, status, sop_class_uid=sop_class, sop_instance_uid=sop_instance
+    )
+    assert fast == general
+    decoded = dimse.decode_command(fast)
+    assert (decoded.command_field, decoded.status) == (dimse.C_STORE_RSP, status)
 
 
 def _response(status: int = 0, comment: str | None = None) -> bytes:
