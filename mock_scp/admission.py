@@ -7,7 +7,8 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from scu.protocol.pdu import AssociateRQ, UserIdentity
+from scu.protocol.identity import UserIdentity
+from scu.protocol.pdu import AssociateRQ
 from scu.protocol.uids import APPLICATION_CONTEXT_NAME
 
 from .config import IdentityCheck, ScpConfig

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scu.protocol.ae import check_ae_title
-from scu.protocol.pdu import UserIdentity
+from scu.protocol.identity import UserIdentity
 from scu.protocol.uids import UidKind, resolve_uid, resolve_uids
 
 from .negotiation import DEFAULT_SOP_CLASSES, DEFAULT_TRANSFER_SYNTAXES, Policy

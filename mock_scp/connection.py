@@ -24,7 +24,8 @@ import threading
 import time
 from typing import Any, Protocol
 
-from scu.protocol.pdu import AssociateRQ, ContextResult, UserIdentity
+from scu.protocol.identity import UserIdentity
+from scu.protocol.pdu import AssociateRQ, ContextResult
 
 from .checks import unanswerable
 from .config import ScpConfig

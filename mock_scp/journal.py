@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scu.protocol.pdu import UserIdentity
+from scu.protocol.identity import UserIdentity
 from scu.protocol.status import status_label
 from scu.protocol.text import printable
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from scu.protocol.pdu import UserIdentity
+from scu.protocol.identity import UserIdentity
 from scu.protocol.status import status_label
 from scu.protocol.uids import uid_keyword
 

@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from scu.protocol.acse import parse_reject
-from scu.protocol.pdu import AssociateRQ, UserIdentity
+from scu.protocol.identity import UserIdentity
+from scu.protocol.pdu import AssociateRQ
 
 from .admission import Admission, RejectRule, check_identity
 from .checks import uid_mismatch

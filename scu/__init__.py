@@ -20,7 +20,7 @@ from scu.errors import (
 )
 from scu.events import FileError, FileSending, FileSent, TransferCompleted, TransferStarted
 from scu.journal import TransferJournal
-from scu.protocol.pdu import UserIdentity
+from scu.protocol.identity import UserIdentity
 from scu.protocol.status import StatusCategory, classify, describe
 from scu.protocol.uids import resolve_transfer_syntax
 from scu.remote import s3_options

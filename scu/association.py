@@ -24,12 +24,9 @@ from __future__ import annotations
 
 import errno
 import logging
-import math
-import os
 import select
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +42,8 @@ from scu.options import Address
 from scu.payload import Payload, SourceError
 from scu.planning import AssociationPlan, NegotiatedContext
 from scu.protocol import acse, dimse, pdu
-from scu.protocol.pdu import AssociateAC, AssociateRQ, ContextProposal, UserIdentity
+from scu.protocol.identity import UserIdentity
+from scu.protocol.pdu import AssociateAC, AssociateRQ, ContextProposal
 from scu.protocol.requestor import (
     Accepted,
     ConnectionLost,
@@ -61,8 +59,17 @@ from scu.protocol.requestor import (
 )
 from scu.protocol.stream import Limits
 from scu.protocol.uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE, VERIFICATION_SOP_CLASS
+from scu.waiting import (
+    INTERRUPTED,
+    Interruption,
+    describe_os_error,
+    ms,
+    pending_abort,
+    send_quietly,
+    wait,
+)
 
-__all__ = ["Association", "Endpoint", "InterruptedStore", "Interruption", "Timeouts"]
+__all__ = ["Association", "Endpoint", "InterruptedStore", "Timeouts"]
 
 log = logging.getLogger("scu.association")
 
@@ -73,34 +80,6 @@ UNLIMITED_PDV = 1 << 20
 #: The largest P-DATA-TF we read from the SCP: a response is a few hundred bytes.
 MAX_INCOMING_PDU = 64 << 20
 _RECV_SIZE = 64 * 1024
-
-
-class Interruption:
-    """Set when a transfer is interrupted: a response already awaited gets
-    :attr:`GRACE` more seconds, a second interruption ends the wait at once."""
-
-    GRACE = 2.0
-
-    def __init__(self) -> None:
-        self._at: float | None = None
-        self._lock = threading.Lock()
-
-    def interrupt(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            if self._at is None:
-                self._at = now
-            else:
-                self._at = now - self.GRACE  # again: no more waiting
-
-    @property
-    def interrupted(self) -> bool:
-        return self._at is not None
-
-    def cutoff(self) -> float | None:
-        """When waiting must end because of the interruption (``None``: no interruption)."""
-        at = self._at
-        return None if at is None else at + self.GRACE
 
 
 @dataclass(frozen=True)
@@ -137,30 +116,6 @@ class Endpoint:
     ) -> Association:
         """Connect and negotiate; :class:`ConnectionFailed` or :class:`AssociationRejected`."""
         return Association.open(self, plan, verification=verification, interruption=interruption)
-
-
-def _describe_os_error(exc: BaseException) -> str:
-    if isinstance(exc, UnicodeError):
-        return f"cannot encode the host name ({exc})"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate verification failed: {exc.verify_message or exc.reason}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"
-    if isinstance(exc, socket.timeout | TimeoutError):
-        return "timed out"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, ConnectionResetError):
-        return "connection reset by peer"
-    if isinstance(exc, BrokenPipeError):
-        return "connection closed by peer (broken pipe)"
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve host ({exc.strerror or exc})"
-    if isinstance(exc, OSError) and exc.errno is not None:
-        return (
-            f"{os.strerror(exc.errno).lower()} (errno {errno.errorcode.get(exc.errno, exc.errno)})"
-        )
-    return str(exc) or type(exc).__name__
 
 
 def _deadline(seconds: float | None) -> float | None:
@@ -235,7 +190,7 @@ class Association:
                 (endpoint.address.host, endpoint.address.port), timeout=timeouts.connect
             )
         except (OSError, UnicodeError) as exc:  # UnicodeError: the idna codec on odd names
-            cause = _describe_os_error(exc)
+            cause = describe_os_error(exc)
             timed_out = isinstance(exc, socket.timeout | TimeoutError)
             if timed_out:
                 cause = f"no TCP connection within connect_timeout={timeouts.connect}s"
@@ -263,11 +218,11 @@ class Association:
             )  # fmt: skip
             sock.settimeout(timeouts.network)
             sock.sendall(machine.associate(rq))
-            events = _wait(sock, machine, deadline, f"acse_timeout={timeouts.acse}s",
+            events = wait(sock, machine, deadline, f"acse_timeout={timeouts.acse}s",
                            bytearray(_RECV_SIZE), interruption)  # fmt: skip
         except (OSError, UnicodeError) as exc:
             sock.close()
-            cause = _describe_os_error(exc)
+            cause = describe_os_error(exc)
             if isinstance(exc, socket.timeout | TimeoutError):
                 cause = f"no answer to A-ASSOCIATE-RQ within acse_timeout={timeouts.acse}s"
             tls_refused = isinstance(exc, ssl.SSLError)
@@ -307,7 +262,7 @@ class Association:
         try:
             self._sock.settimeout(self.timeouts.network)
             self._sock.sendall(self._machine.release())
-            events = _wait(
+            events = wait(
                 self._sock,
                 self._machine,
                 _deadline(self.timeouts.acse),
@@ -320,18 +275,18 @@ class Association:
             else:
                 self._log.debug("release did not complete: %s", _why_not(events[0], "A-RELEASE-RQ"))
         except OSError as exc:
-            self._log.debug("release did not complete: %s", _describe_os_error(exc))
-            _send_quietly(self._sock, self._machine.abort())
+            self._log.debug("release did not complete: %s", describe_os_error(exc))
+            send_quietly(self._sock, self._machine.abort())
         self.close()
 
     def abort(self) -> None:
-        _send_quietly(self._sock, self._machine.abort())
+        send_quietly(self._sock, self._machine.abort())
         self._log.debug("-> A-ABORT")
         self.close()
 
     def close(self) -> None:
         if self.state not in (ScuState.CLOSED, ScuState.ABORTED):
-            _send_quietly(self._sock, self._machine.abort())
+            send_quietly(self._sock, self._machine.abort())
         try:
             self._sock.close()
         except OSError:
@@ -357,11 +312,11 @@ class Association:
         except BlockingIOError:
             events = []
         except (OSError, ValueError) as exc:
-            events = self._machine.peer_closed(_describe_os_error(exc))
+            events = self._machine.peer_closed(describe_os_error(exc))
         finally:
             if self.state is ScuState.ESTABLISHED:
                 self._sock.settimeout(self.timeouts.network)
-        _send_quietly(self._sock, self._machine.data_to_send())
+        send_quietly(self._sock, self._machine.data_to_send())
         if self.state is not ScuState.ESTABLISHED:
             self._log.debug("the SCP ended the association while it was idle: %s", events)
             self.close()
@@ -444,7 +399,7 @@ class Association:
             while idle() and not ready(0):
                 pass
         try:
-            events = _wait(
+            events = wait(
                 self._sock,
                 self._machine,
                 _deadline(self.timeouts.dimse),
@@ -464,7 +419,7 @@ class Association:
             return event.command
         self.close()
         if isinstance(event, TimedOut):
-            if event.what == _INTERRUPTED:
+            if event.what == INTERRUPTED:
                 raise InterruptedStore(
                     "not answered before the transfer was interrupted; the association was aborted"
                 )
@@ -539,15 +494,15 @@ class Association:
             poller = self._out_poller = select.poll()
             poller.register(self._sock, select.POLLOUT)
         network = self.timeouts.network
-        if not poller.poll(None if network is None else _ms(network)):
+        if not poller.poll(None if network is None else ms(network)):
             raise TimeoutError("timed out")
 
     def _broken(self, when: str, exc: OSError) -> TransportError:
         """The link failed: look for an A-ABORT the SCP may have sent first."""
-        reason = _describe_os_error(exc)
+        reason = describe_os_error(exc)
         if isinstance(exc, socket.timeout | TimeoutError):
             reason = f"no progress within network_timeout={self.timeouts.network}s"
-        aborted = _pending_abort(self._sock, self._machine, self._recv_buffer)
+        aborted = pending_abort(self._sock, self._machine, self._recv_buffer)
         self.close()
         if aborted is not None:
             described = acse.describe_abort(aborted.source, aborted.reason)
@@ -588,108 +543,7 @@ def _why_not(event: ScuEvent, request: str) -> str:
     return f"unexpected {type(event).__name__}"
 
 
-_INTERRUPTED = "the interruption of the transfer"
-
-
 class InterruptedStore(TransportError):
     """The response did not come before the transfer was interrupted (not worth a retry)."""
 
     transient = False
-
-
-def _wait(
-    sock: socket.socket,
-    machine: Requestor,
-    deadline: float | None,
-    timeout_name: str,
-    buffer: bytearray,
-    interruption: Interruption | None = None,
-    poller: select.poll | None = None,
-) -> list[ScuEvent]:
-    """Read until the machine reports something; the deadline covers the whole wait. An
-    interruption (or a KeyboardInterrupt while waiting) leaves :attr:`Interruption.GRACE`
-    seconds for what is awaited. With ``poller`` (registered for input on ``sock``) and
-    ``sock`` non-blocking, the socket is read first and polled only when it is empty."""
-    view = memoryview(buffer)
-    while True:
-        limit, what = deadline, timeout_name
-        cutoff = interruption.cutoff() if interruption is not None else None
-        if cutoff is not None and (limit is None or cutoff < limit):
-            limit, what = cutoff, _INTERRUPTED
-        now = time.monotonic()
-        if limit is not None and limit <= now:
-            events = machine.deadline_passed(what)
-            _send_quietly(sock, machine.data_to_send())
-            return events or [TimedOut(what)]
-        left = None if limit is None else limit - now
-        if interruption is not None:  # look at the interruption now and then
-            left = 0.25 if left is None else min(left, 0.25)
-        try:
-            if poller is not None and sock.gettimeout() == 0.0:
-                try:
-                    n = sock.recv_into(view)
-                except BlockingIOError:
-                    poller.poll(None if left is None else _ms(left))
-                    continue  # the deadline check above decides
-            else:
-                sock.settimeout(left)
-                n = sock.recv_into(view)
-        except TimeoutError:
-            continue  # the deadline check above decides
-        except KeyboardInterrupt:
-            if interruption is None:
-                raise
-            interruption.interrupt()
-            continue
-        except (ConnectionError, ssl.SSLError) as exc:
-            how = (
-                "reset the connection"
-                if isinstance(exc, ConnectionResetError)
-                else f"broke the connection ({_describe_os_error(exc)})"
-            )
-            events = machine.peer_closed(how)
-            if events:
-                return events
-            raise
-        events = machine.peer_closed() if n == 0 else machine.receive(view[:n])
-        reply = machine.data_to_send()
-        if reply:
-            _send_quietly(sock, reply)
-        if events:
-            return events
-
-
-def _ms(seconds: float) -> int:
-    """Milliseconds for poll(), rounded up (a wait is never shorter than asked)."""
-    return max(0, math.ceil(seconds * 1000))
-
-
-def _send_quietly(sock: socket.socket, data: bytes) -> None:
-    if not data:
-        return
-    try:
-        sock.settimeout(1.0)
-        sock.sendall(data)
-    except OSError:
-        pass
-
-
-def _pending_abort(
-    sock: socket.socket, machine: Requestor, buffer: bytearray
-) -> PeerAborted | None:
-    """An A-ABORT already in our receive buffer after a failed write, if any."""
-    view = memoryview(buffer)
-    try:
-        sock.settimeout(0.05)
-        for _ in range(64):  # skip P-DATA the SCP may have sent before aborting
-            n = sock.recv_into(view)
-            if n == 0:
-                return None
-            for event in machine.receive(view[:n]):
-                if isinstance(event, PeerAborted):
-                    return event
-            if machine.state in (ScuState.CLOSED, ScuState.ABORTED):
-                return None
-    except (OSError, ValueError):
-        return None
-    return None

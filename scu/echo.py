@@ -7,7 +7,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 
-from scu.protocol.pdu import UserIdentity
+from scu.protocol.identity import UserIdentity
 from scu.store import UNSET, build_endpoint
 
 __all__ = ["EchoResult", "echo"]

@@ -51,11 +51,11 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from scu.association import Interruption
 from scu.errors import AssociationError, AssociationRejected, ConnectionFailed, Rejection
 from scu.events import FileError, FileSending, FileSent
 from scu.result import Attempt
 from scu.streaming import FIRST_PLAN_ENTRIES
+from scu.waiting import Interruption
 from scu.worker import WorkQueue
 
 __all__ = [

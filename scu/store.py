@@ -28,7 +28,7 @@ from scu.options import Address, parse_address, validate_max_pdu, validate_timeo
 from scu.planning import SyntaxPolicy
 from scu.preflight import preflight
 from scu.protocol.ae import check_ae_title
-from scu.protocol.pdu import UserIdentity
+from scu.protocol.identity import UserIdentity
 from scu.ratelimit import RateLimiter
 from scu.result import PreflightItem, TransferResult
 from scu.source import Entry, file_kind, sniff

@@ -33,7 +33,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from scu import processes
-from scu.association import Endpoint, Interruption
+from scu.association import Endpoint
 from scu.errors import CallbackError, Interrupted
 from scu.events import Event, FileError, FileSending, FileSent, TransferCompleted, TransferStarted
 from scu.journal import TransferJournal, entry_key
@@ -54,6 +54,7 @@ from scu.ratelimit import RateLimiter, SharedRateLimiter
 from scu.result import FileOutcome, TransferResult
 from scu.source import Entry, EntryError, Header
 from scu.streaming import FIRST_PLAN_ENTRIES, Headers, Planner, safe_header
+from scu.waiting import Interruption
 from scu.worker import INTERRUPTED, Emit, RetryPolicy, Worker, WorkQueue, error_event
 
 __all__ = ["Callbacks", "Transfer", "plan", "safe_header"]

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from scu.association import Association, Endpoint, Interruption
+from scu.association import Association, Endpoint
 from scu.convert import ConversionError, convert
 from scu.errors import AssociationError, ConnectionFailed, ProtocolError, TransportError
 from scu.events import Event, FileError, FileSending, FileSent
@@ -30,6 +30,7 @@ from scu.ratelimit import RateLimiter
 from scu.result import Attempt
 from scu.source import Entry, EntryError, Header
 from scu.streaming import REPLAN_AHEAD, Headers, need_of, own_contexts
+from scu.waiting import Interruption
 
 __all__ = ["Emit", "RetryPolicy", "WorkQueue", "Worker", "error_event"]
 

@@ -13,13 +13,12 @@ as the peer's violations); what cannot be decoded at all raises :class:`PduError
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from types import MappingProxyType
-from typing import ClassVar
 
 from scu.protocol.ae import decode_ae_title
+from scu.protocol.identity import UserIdentity
 from scu.protocol.uids import APPLICATION_CONTEXT_NAME, uid_problem
 
 __all__ = [
@@ -35,7 +34,6 @@ __all__ = [
     "PduError",
     "PduType",
     "RoleSelection",
-    "UserIdentity",
     "decode_abort",
     "decode_associate_ac",
     "decode_associate_rj",
@@ -219,58 +217,6 @@ class RoleSelection:
 
 
 @dataclass(frozen=True)
-class UserIdentity:
-    """User Identity Negotiation sub-item of an A-ASSOCIATE-RQ (PS3.7 D.3.3.7).
-
-    ``kind``: 1 username, 2 username and passcode, 3 Kerberos service ticket, 4 SAML
-    assertion, 5 JSON Web Token. ``repr`` never shows the secret fields."""
-
-    kind: int
-    primary: bytes
-    secondary: bytes = b""
-    positive_response_requested: bool = False
-
-    KINDS: ClassVar[Mapping[int, str]] = MappingProxyType(
-        {
-            1: "username",
-            2: "username and passcode",
-            3: "Kerberos service ticket",
-            4: "SAML assertion",
-            5: "JSON Web Token",
-        }
-    )
-
-    @classmethod
-    def username(
-        cls, name: str, password: str | None = None, *, positive_response: bool = True
-    ) -> UserIdentity:
-        """A username, with a passcode when ``password`` is given."""
-        if not name:
-            raise ValueError("user identity: the username must not be empty")
-        secondary = b"" if password is None else password.encode("utf-8")
-        return cls(1 if password is None else 2, name.encode("utf-8"), secondary, positive_response)
-
-    @classmethod
-    def token(cls, kind: str, value: bytes, *, positive_response: bool = True) -> UserIdentity:
-        """A Kerberos service ticket (``"kerberos"``), a SAML assertion (``"saml"``) or a
-        JSON Web Token (``"jwt"``)."""
-        kinds = {"kerberos": 3, "saml": 4, "jwt": 5}
-        if kind not in kinds:
-            raise ValueError(f"user identity: kind must be one of {sorted(kinds)}, got {kind!r}")
-        if not value:
-            raise ValueError(f"user identity: the {kind} token must not be empty")
-        return cls(kinds[kind], bytes(value), b"", positive_response)
-
-    def __repr__(self) -> str:
-        shown = self.primary.decode("utf-8", "replace") if self.kind in (1, 2) else "<redacted>"
-        return (
-            f"UserIdentity({self.KINDS.get(self.kind, self.kind)}, {shown!r}"
-            + (", passcode=<redacted>" if self.secondary else "")
-            + f", positive_response_requested={self.positive_response_requested})"
-        )
-
-
-@dataclass(frozen=True)
 class AssociateRQ:
     """An A-ASSOCIATE-RQ. ``max_pdu_length`` 0 means no limit (or no User Information)."""
 
@@ -340,14 +286,7 @@ def _user_information(
 
 
 def _user_identity_rq(identity: UserIdentity) -> bytes:
-    value = (
-        bytes((identity.kind, 1 if identity.positive_response_requested else 0))
-        + _U16.pack(len(identity.primary))
-        + identity.primary
-        + _U16.pack(len(identity.secondary))
-        + identity.secondary
-    )
-    return _item(ItemType.USER_IDENTITY_RQ, value)
+    return _item(ItemType.USER_IDENTITY_RQ, identity.encode_value())
 
 
 def encode_associate_rq(rq: AssociateRQ) -> bytes:
@@ -477,21 +416,10 @@ def _decode_proposal(value: bytes, notes: _Notes) -> ContextProposal:
 
 
 def _decode_user_identity(value: bytes) -> UserIdentity:
-    if len(value) < 4:
-        raise PduError("a User Identity sub-item is cut short")
-    kind, positive = value[0], value[1]
-    n = _U16.unpack_from(value, 2)[0]
-    primary = value[4 : 4 + n]
-    rest = value[4 + n :]
-    if len(primary) != n:
-        raise PduError("a User Identity primary field runs past its sub-item")
-    secondary = b""
-    if len(rest) >= 2:
-        m = _U16.unpack_from(rest, 0)[0]
-        secondary = rest[2 : 2 + m]
-        if len(secondary) != m:
-            raise PduError("a User Identity secondary field runs past its sub-item")
-    return UserIdentity(kind, bytes(primary), bytes(secondary), bool(positive))
+    try:
+        return UserIdentity.decode_value(value)
+    except ValueError as exc:
+        raise PduError(str(exc)) from None
 
 
 def encode_associate_ac(

@@ -16,6 +16,7 @@ import pytest
 from mock_scp import MockScp
 from scu import StoreScu
 from scu.protocol import dimse, pdu
+from scu.protocol.identity import UserIdentity
 from scu.protocol.pdu import PduType
 from tests.support.hostile import CT, EXPLICIT, RawConn, p_data, raw_pdu
 from tests.support.scu_helpers import write_series
@@ -161,7 +162,7 @@ def _huge_user_items_rq() -> bytes:
     """An A-ASSOCIATE-RQ whose User Information carries a User Identity of 60 KiB
     (username and passcode of 30 KiB each) and a second item of 16,000 unknown
     sub-items."""
-    identity = pdu.UserIdentity(2, b"u" * 30_000, b"p" * 30_000, positive_response_requested=True)
+    identity = UserIdentity(2, b"u" * 30_000, b"p" * 30_000, positive_response_requested=True)
     rq = pdu.AssociateRQ(
         "ANY-SCP", "HUGE", (pdu.ContextProposal(1, CT, (EXPLICIT,)),), 16384, user_identity=identity
     )

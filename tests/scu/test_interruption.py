@@ -25,9 +25,9 @@ import scu.streaming
 from mock_scp import MockScp
 from mock_scp.rules import StoreRequest
 from scu import FileError, Interrupted, TransferCompleted, TransferJournal
-from scu.association import Interruption
 from scu.result import TransferResult
 from scu.source import Entry, EntryError, Header
+from scu.waiting import Interruption
 from scu.worker import INTERRUPTED
 from tests.support.recorder import Recorder
 from tests.support.scu_helpers import SCP_AE, instance_uid, make_scu, write_series
