@@ -306,7 +306,11 @@ class Journal:
         """Add a store where its request's arrival puts it (stores are journalled when
         they end: one stalled or still arriving ends after later ones)."""
         with self.lock:
-            bisect.insort(self._stores, store, key=_arrival)
+            stores = self._stores
+            if not stores or stores[-1].nth < store.nth:  # the usual case: the newest
+                stores.append(store)
+            else:
+                bisect.insort(stores, store, key=_arrival)
             if record is not None:
                 record.stores += 1
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from types import MappingProxyType
 
 from scu.protocol.uids import VERIFICATION_SOP_CLASS
@@ -107,8 +107,7 @@ class CommandError(ValueError):
 @dataclass(frozen=True)
 class Command:
     """A decoded command set. ``elements`` holds every value as raw bytes; the
-    properties read the ones the Storage and Verification services use (each decoded
-    once, when first read)."""
+    properties read the ones the Storage and Verification services use."""
 
     elements: Mapping[int, bytes] = field(repr=False)
 
@@ -122,50 +121,50 @@ class Command:
             return None
         return raw.decode("ascii", "backslashreplace").rstrip("\x00 ")
 
-    @cached_property
+    @property
     def command_field(self) -> int | None:
         return self._us(Tag.COMMAND_FIELD)
 
-    @cached_property
+    @property
     def message_id(self) -> int | None:
         return self._us(Tag.MESSAGE_ID)
 
-    @cached_property
+    @property
     def message_id_responded(self) -> int | None:
         return self._us(Tag.MESSAGE_ID_RESPONDED)
 
-    @cached_property
+    @property
     def affected_sop_class_uid(self) -> str | None:
         return self._text(Tag.AFFECTED_SOP_CLASS_UID)
 
-    @cached_property
+    @property
     def affected_sop_instance_uid(self) -> str | None:
         return self._text(Tag.AFFECTED_SOP_INSTANCE_UID)
 
-    @cached_property
+    @property
     def priority(self) -> int | None:
         return self._us(Tag.PRIORITY)
 
-    @cached_property
+    @property
     def status(self) -> int | None:
         return self._us(Tag.STATUS)
 
-    @cached_property
+    @property
     def error_comment(self) -> str | None:
         return self._text(Tag.ERROR_COMMENT)
 
-    @cached_property
+    @property
     def move_originator_ae_title(self) -> str | None:
         text = self._text(Tag.MOVE_ORIGINATOR_AE_TITLE)
         return None if text is None else text.strip()
 
-    @cached_property
+    @property
     def has_dataset(self) -> bool:
         """Whether a data set follows (Command Data Set Type present and not 0x0101)."""
         kind = self._us(Tag.DATA_SET_TYPE)
         return kind is not None and kind != NO_DATASET
 
-    @cached_property
+    @property
     def name(self) -> str:
         field_ = self.command_field
         return "command without a Command Field" if field_ is None else command_name(field_)
