@@ -1,7 +1,7 @@
 """``python -m bench.s3``: StoreScu sending from S3 against the same files on local disk.
 
 The store is moto's S3 server in its own process on a free loopback port (the real HTTP
-API, fake credentials); the receiver is DCMTK ``storescp --ignore``; the sender is
+API, fake credentials); the receiver is DCMTK ``storescp --fork --ignore``; the sender is
 ``bench/child.py send`` in its own process, so its time and peak RSS are its own. The
 local and S3 runs alternate, and the figure that counts is the ratio of S3 to local disk
 throughput measured in the same invocation (moto on the same two cores is a slower,
@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
 def render(report: dict[str, Any]) -> str:
     lines = [
         f"scukit bench.s3: {report['files']} files, {report['bytes'] / MB:.1f} MB "
-        f"({report['corpus']}), median of {report['repeat']}, StoreScu c=1 -> storescp --ignore",
+        f"({report['corpus']}), median of {report['repeat']}, "
+        "StoreScu c=1 -> storescp --fork --ignore",
         "",
         f"{'source':<8} {'seconds':>8} {'files/s':>9} {'MB/s':>8}",
     ]
