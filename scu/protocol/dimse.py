@@ -214,12 +214,12 @@ def encode_store_rq(
 ) -> bytes:
     """A C-STORE-RQ command set (a data set follows): what :func:`encode_command` makes
     of its six elements, put together directly (one is written per file sent)."""
-    head = _store_rq_head(sop_class_uid)
+    head = _store_head(sop_class_uid, C_STORE_RQ)
     instance = sop_instance_uid.encode("ascii")
     if len(instance) % 2:
         instance += b"\x00"
-    body_length = len(head) + _STORE_RQ_MIDDLE.size + 8 + len(instance)
-    middle = _STORE_RQ_MIDDLE.pack(
+    body_length = len(head) + _THREE_US_ELEMENTS.size + 8 + len(instance)
+    middle = _THREE_US_ELEMENTS.pack(
         0x0000, Tag.MESSAGE_ID, 2, message_id,
         0x0000, Tag.PRIORITY, 2, priority,
         0x0000, Tag.DATA_SET_TYPE, 2, 0x0000,
@@ -237,29 +237,13 @@ def encode_store_rq(
 
 
 _GROUP_LENGTH_HEAD = _ELEMENT.pack(0x0000, Tag.GROUP_LENGTH, 4)
-_STORE_RQ_MIDDLE = struct.Struct("<" + "HHLH" * 3)
+_THREE_US_ELEMENTS = struct.Struct("<" + "HHLH" * 3)
 
 
 @lru_cache(maxsize=256)
-def _store_rq_head(sop_class_uid: str) -> bytes:
-    """Affected SOP Class UID and Command Field of a C-STORE-RQ (the same for a class)."""
-    uid = sop_class_uid.encode("ascii")
-    if len(uid) % 2:
-        uid += b"\x00"
-    return (
-        _ELEMENT.pack(0x0000, Tag.AFFECTED_SOP_CLASS_UID, len(uid))
-        + uid
-        + _ELEMENT.pack(0x0000, Tag.COMMAND_FIELD, 2)
-        + _US.pack(C_STORE_RQ)
-    )
-
-
-_STORE_RSP_MIDDLE = _STORE_RQ_MIDDLE
-
-
-@lru_cache(maxsize=256)
-def _store_rsp_head(sop_class_uid: str | bytes) -> bytes:
-    """Affected SOP Class UID and Command Field of a C-STORE-RSP (the same for a class)."""
+def _store_head(sop_class_uid: str | bytes, command_field: int) -> bytes:
+    """Affected SOP Class UID and Command Field of a C-STORE-RQ or -RSP (the same for a
+    class; the UID as text, or echoed as the peer's bytes)."""
     uid = sop_class_uid if isinstance(sop_class_uid, bytes) else sop_class_uid.encode("ascii")
     if len(uid) % 2:
         uid += b"\x00"
@@ -267,7 +251,7 @@ def _store_rsp_head(sop_class_uid: str | bytes) -> bytes:
         _ELEMENT.pack(0x0000, Tag.AFFECTED_SOP_CLASS_UID, len(uid))
         + uid
         + _ELEMENT.pack(0x0000, Tag.COMMAND_FIELD, 2)
-        + _US.pack(C_STORE_RSP)
+        + _US.pack(command_field)
     )
 
 
@@ -319,14 +303,14 @@ def encode_store_rsp(
     """A C-STORE-RSP command set. Without an Error Comment (one is written per store
     answered) it is put together directly: what :func:`encode_response` makes of it."""
     if not error_comment and sop_class_uid and sop_instance_uid:
-        head = _store_rsp_head(sop_class_uid)
+        head = _store_head(sop_class_uid, C_STORE_RSP)
         instance = (
             sop_instance_uid if isinstance(sop_instance_uid, bytes)
             else sop_instance_uid.encode("ascii")
         )  # fmt: skip
         if len(instance) % 2:
             instance += b"\x00"
-        middle = _STORE_RSP_MIDDLE.pack(
+        middle = _THREE_US_ELEMENTS.pack(
             0x0000, Tag.MESSAGE_ID_RESPONDED, 2, message_id_responded,
             0x0000, Tag.DATA_SET_TYPE, 2, NO_DATASET,
             0x0000, Tag.STATUS, 2, status,
