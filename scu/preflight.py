@@ -3,16 +3,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from scu.association import Endpoint
 from scu.convert import ConversionError, convert
-from scu.planning import NegotiatedContext, Refusal, SyntaxPolicy
+from scu.planning import (
+    AssociationPlan,
+    NegotiatedContext,
+    Refusal,
+    SyntaxPolicy,
+    plan_associations,
+)
 from scu.result import PreflightItem
-from scu.source import Entry, EntryError
-from scu.transfer import plan, safe_header
+from scu.source import Entry, EntryError, Header
+from scu.streaming import safe_header
 
 __all__ = ["preflight"]
+
+
+def _plan(
+    headers: Iterable[Header | EntryError], policy: SyntaxPolicy
+) -> tuple[list[AssociationPlan], dict[str, int]]:
+    """The associations to open, and which one serves each SOP class."""
+    needs = [(h.sop_class_uid, h.transfer_syntax) for h in headers if isinstance(h, Header)]
+    plans = plan_associations(needs, policy)
+    plan_of = {sop_class: i for i, p in enumerate(plans) for sop_class in p.sop_classes}
+    return plans, plan_of
 
 
 def preflight(
@@ -20,7 +36,7 @@ def preflight(
 ) -> list[PreflightItem]:
     """Raises :class:`ConnectionFailed` / :class:`AssociationRejected` like ``send()``."""
     headers = [safe_header(e) for e in entries]
-    plans, plan_of = plan(headers, policy)
+    plans, plan_of = _plan(headers, policy)
     negotiated: dict[int, tuple[NegotiatedContext, ...]] = {}
     for index, association_plan in enumerate(plans):
         assoc = endpoint.open(association_plan)

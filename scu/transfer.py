@@ -37,7 +37,7 @@ from scu.association import Endpoint
 from scu.errors import CallbackError, Interrupted
 from scu.events import Event, FileError, FileSending, FileSent, TransferCompleted, TransferStarted
 from scu.journal import TransferJournal, entry_key
-from scu.planning import AssociationPlan, SyntaxPolicy, plan_associations
+from scu.planning import SyntaxPolicy
 from scu.processes import (
     ERROR,
     SENT,
@@ -52,12 +52,12 @@ from scu.processes import (
 )
 from scu.ratelimit import RateLimiter, SharedRateLimiter
 from scu.result import FileOutcome, TransferResult
-from scu.source import Entry, EntryError, Header
-from scu.streaming import FIRST_PLAN_ENTRIES, Headers, Planner, safe_header
+from scu.source import Entry
+from scu.streaming import FIRST_PLAN_ENTRIES, Headers, Planner
 from scu.waiting import Interruption
 from scu.worker import INTERRUPTED, Emit, RetryPolicy, Worker, WorkQueue, error_event
 
-__all__ = ["Callbacks", "Transfer", "plan", "safe_header"]
+__all__ = ["Callbacks", "Transfer"]
 
 log = logging.getLogger("scu")
 
@@ -72,16 +72,6 @@ class Callbacks:
     sent: Callback[FileSent] = None
     error: Callback[FileError] = None
     completed: Callback[TransferCompleted] = None
-
-
-def plan(
-    headers: Iterable[Header | EntryError], policy: SyntaxPolicy
-) -> tuple[list[AssociationPlan], dict[str, int]]:
-    """The associations to open, and which one serves each SOP class."""
-    needs = [(h.sop_class_uid, h.transfer_syntax) for h in headers if isinstance(h, Header)]
-    plans = plan_associations(needs, policy)
-    plan_of = {sop_class: i for i, p in enumerate(plans) for sop_class in p.sop_classes}
-    return plans, plan_of
 
 
 _DONE = object()
