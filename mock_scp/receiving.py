@@ -148,17 +148,13 @@ class Receiving:
 
     def _flush_data(self) -> None:
         """Put the bytes waiting in :attr:`Store.pending` into the sink (called before
-        the read buffer is read into again, and before anything looks at the data)."""
-        store = self.store
-        if store is not None and store.pending:
-            store.sink.write_chunks(store.pending)
-            store.pending.clear()
+        the read buffer is read into again)."""
+        if self.store is not None:
+            _write_pending(self.store)
 
     def _payload_of(self, store: Store) -> Payload:
         """The complete data set of ``store`` as kept (its pending bytes written first)."""
-        if store.pending:
-            store.sink.write_chunks(store.pending)
-            store.pending.clear()
+        _write_pending(store)
         if store.payload is None:
             store.payload = store.sink.close()
         return store.payload
@@ -283,8 +279,7 @@ class Receiving:
         with self.journal.answering():
             answered_at = time.time()
             self._send(data)
-            self._payload_of(store)
-            problem, uid = self._check_dataset(store)
+            problem, uid = self._check_dataset(store)  # the data set reaches the sink here
             received = self._store_ended(status, action.name, True, comment, notify=False)
             assert received is not None
             received.answered_at = answered_at
@@ -332,3 +327,9 @@ class Receiving:
             outputs = self.machine.receive(self._stall_view[:n])
             if self.machine.ended:
                 return outputs
+
+
+def _write_pending(store: Store) -> None:
+    if store.pending:
+        store.sink.write_chunks(store.pending)
+        store.pending.clear()
