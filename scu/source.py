@@ -143,12 +143,11 @@ class Entry:
 def _read_all(fd: int, size: int) -> bytes:
     chunks: list[bytes] = []
     want = max(size + 1, 65536)
-    while True:  # read to the end, whatever fstat said: the file may have grown
+    while True:  # to the end, whatever fstat said: the file may have grown
         chunk = os.read(fd, want)
-        if chunk:
-            chunks.append(chunk)
-        if len(chunk) < want:  # a regular file reads short only at its end
-            return b"".join(chunks)
+        if not chunk:  # not a short read: FUSE and network file systems read short
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.append(chunk)
 
 
 def _parse_meta(buf: Buffer, offset: int, end: int) -> tuple[dict[int, str], int]:

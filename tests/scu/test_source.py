@@ -26,6 +26,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from mock_scp import datagen
 from scu.source import Entry, EntryError, Header, read_header
 
 _PYDICOM_DIR = os.path.dirname(pydicom.__file__)
@@ -516,3 +517,19 @@ def test_corrupt_little_endian_files_give_entry_error_or_a_header(
         return
     assert header.sop_class_uid and header.sop_instance_uid
     assert 0 <= header.dataset_offset <= header.size == len(data)
+
+
+def test_a_file_that_reads_short_is_read_to_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FUSE and network file systems may return fewer bytes than asked before the end: a
+    short read is not the end of the file, and the bytes kept for sending are all of it
+    (a data set cut at an element boundary would otherwise pass its check, truncated)."""
+    path = tmp_path / "ct.dcm"
+    path.write_bytes(datagen.make_bytes(rows=64, columns=64))
+    real_read = os.read
+    monkeypatch.setattr("scu.source.os.read", lambda fd, n: real_read(fd, min(n, 1000)))
+    keep: list[tuple[bytes, os.stat_result]] = []
+    header = read_header(Entry(str(path), path=str(path)), keep)
+    assert isinstance(header, Header) and header.size == path.stat().st_size
+    assert keep and keep[0][0] == path.read_bytes()
