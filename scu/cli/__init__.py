@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib.metadata import entry_points
+from typing import NoReturn
 
 from scu.cli.common import (
     EXIT_ASSOCIATION,
@@ -65,9 +66,26 @@ _OWN = (
 )
 
 
+class _ParseError(Exception):
+    """A usage error argparse found (its message already printed to stderr)."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(f"{prog}: error: {message}")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is raised, not exited on, so that ``--json`` still
+    gets its JSON (and its ``error``) on stdout."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise _ParseError(self.prog, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``scukit`` parser with every subcommand the installed plugins register."""
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="scukit",
         description="DICOM C-STORE toolkit: a Storage SCU, a mock Storage SCP, scenarios.",
     )
@@ -125,9 +143,14 @@ def _register_broken(
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``scukit`` console script; returns the exit code."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+    except _ParseError as exc:
+        if "--json" in argv:
+            print_json({"error": str(exc), "exit_code": EXIT_USAGE})
+        return EXIT_USAGE
+    except SystemExit as exc:  # argparse: --help, --version (0)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     func: Command | None = getattr(args, "func", None)
     if func is None:

@@ -205,6 +205,27 @@ def test_usage_errors_exit_2(
         assert word in err, err
 
 
+@pytest.mark.parametrize(
+    ("command", "extra", "words"),
+    [
+        ("send", ["--bogus", "1"], "unrecognized arguments: --bogus 1"),
+        ("send", ["--max-rate", "x"], "argument --max-rate: 'x'"),
+        ("echo", ["--dimse-timeout"], "argument --dimse-timeout: expected one argument"),
+    ],
+)
+def test_usage_errors_found_by_the_parser_still_give_json(
+    capsys: pytest.CaptureFixture[str], command: str, extra: list[str], words: str
+) -> None:
+    """``--json`` promises JSON on stdout on every exit path, a mistyped option too:
+    its ``error`` is what the parser said (also on stderr, with the usage)."""
+    paths = [CT] if command == "send" else []
+    code, out, err = run([command, "--json", "127.0.0.1:11112", *paths, *extra], capsys)
+    assert code == 2
+    data = json.loads(out)
+    assert data["exit_code"] == 2 and words in data["error"], data
+    assert words in err and "usage:" in err
+
+
 def test_called_ae_in_the_address(
     storescp_factory: StoreScpFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
