@@ -103,7 +103,10 @@ class Shared:
         import multiprocessing
 
         self.lock = multiprocessing.get_context("fork").Lock()
-        self.capacity = workers * (CHUNK + 1)
+        # An entry is handed back at most once before it is taken again, and a process
+        # may hand back its whole first claim (up to FIRST_PLAN_ENTRIES, far more than
+        # CHUNK): room for every entry.
+        self.capacity = max(1, total)
         ints = self._INTS + self.capacity
         self._map = mmap.mmap(-1, 8 * (ints + self._FLOATS))
         view = memoryview(self._map)
