@@ -269,12 +269,17 @@ class ProcessWorkQueue(WorkQueue):
 
     def next_index(self) -> int | None:
         shared, ints = self.shared, self.shared.ints
-        stop = (
-            self.interruption.interrupted or ints[Shared.FAIL_FAST] or os.getppid() != self.parent
-        )
-        if not stop and self._pos < self._stop:
+        if os.getppid() != self.parent:  # nobody left to report to
+            with shared.lock:
+                self._leave()
+            return None
+        if self._pos < self._stop:
+            # Handed out even after an interruption or a fail_fast failure: the worker
+            # closes them ("not sent: ...") without sending, so that whatever a process
+            # holds unaccounted when it ends is what it may have sent.
             self._pos += 1
             return self._pos - 1
+        stop = self.interruption.interrupted or ints[Shared.FAIL_FAST]
         with shared.lock:
             if stop:
                 self._leave()

@@ -238,27 +238,30 @@ class Transfer:
 
     def _close_leftovers(self) -> None:
         """Close any entry no worker closed (interrupted, stopped by ``fail_fast``, left
-        by a worker process that died, or a bug): nothing is dropped. An interrupted
-        entry whose store had begun, or that a worker process had taken when it was
-        ended, may have reached the SCP: it says so."""
+        by a worker process that died, or a bug): nothing is dropped. An entry that a
+        worker process held when it ended, or an interrupted entry whose store had
+        begun, may have reached the SCP: it says so, also after a ``fail_fast`` stop."""
         interrupted = self.interruption.interrupted
+        ended = self.pool.unclean() if self.pool is not None else []
+        died = (
+            "not sent or not answered: the worker process sending it ended "
+            f"unexpectedly ({ended[0].describe()}); it may have reached the SCP"
+            if ended
+            else "internal error: the entry was never processed"
+        )
         if interrupted:
             why = INTERRUPTED
         elif self.work.fail_fast_hit or (self.shared and self.shared.ints[Shared.FAIL_FAST]):
             why = "not sent: fail_fast"
-        elif self.pool is not None and self.pool.unclean():
-            why = (
-                "not sent or not answered: the worker process sending it ended "
-                f"unexpectedly ({self.pool.unclean()[0].describe()}); it may have reached "
-                "the SCP"
-            )
         else:
-            why = "internal error: the entry was never processed"
+            why = died
         taken = self._taken_by_ended_processes()
         for index, outcome in enumerate(self.outcomes):
             if outcome is None:
-                in_flight = index in self.announced or index in taken
-                reason = INTERRUPTED_IN_FLIGHT if interrupted and in_flight else why
+                if interrupted and (index in self.announced or index in taken):
+                    reason = INTERRUPTED_IN_FLIGHT
+                else:
+                    reason = died if index in taken else why
                 self.dispatch(
                     index, error_event(self.entries[index], self.headers.peek(index), reason)
                 )
@@ -266,7 +269,9 @@ class Transfer:
     def _taken_by_ended_processes(self) -> set[int]:
         """The entries taken by worker processes, if one of them was ended before it
         said it was done (a process sends an entry's FileSending with its outcome, so
-        such an entry, taken and not accounted, may have been in flight)."""
+        such an entry, taken and not accounted, may have been in flight). A process
+        that ends cleanly closes every entry it took, so those not accounted are the
+        ended processes'."""
         if self.shared is None or self.pool is None or not self.pool.unclean():
             return set()
         with self.shared.lock:

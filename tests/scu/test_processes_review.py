@@ -6,10 +6,17 @@ ends early. No timing assertions: waits are bounded and only make an order certa
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+from typing import Any
+
 import pytest
 
 import scu.processes as processes
 from mock_scp import MockScp
+from scu import FileSent
+from scu.processes import Outbox, Shared
 from tests.scu.test_processes import forks, queue, scu_for, uid_of
 from tests.support.recorder import Recorder
 
@@ -18,6 +25,29 @@ __all__ = ["forks"]
 pytestmark = pytest.mark.skipif(
     not processes.processes_available(), reason="worker processes need os.fork (Linux)"
 )
+
+ENDED = "ended unexpectedly"
+
+
+def until(condition: Any, seconds: float = 20.0) -> None:
+    """Wait (bounded) for ``condition()``: it only orders events across processes."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+@pytest.fixture
+def shared(monkeypatch: pytest.MonkeyPatch) -> list[Shared]:
+    """The transfer's shared counters, as the worker processes inherit them."""
+    made: list[Shared] = []
+    init = Shared.__init__
+
+    def spy(self: Shared, *args: Any) -> None:
+        init(self, *args)
+        made.append(self)
+
+    monkeypatch.setattr(Shared, "__init__", spy)
+    return made
 
 
 @pytest.mark.timeout(60)
@@ -39,3 +69,42 @@ def test_every_entry_handed_back_is_sent_by_the_process_that_has_an_association(
     rec.check_invariants(result, names)
     assert result.successful == 600, sorted({o.error or "" for o in result.files if not o.ok})
     assert received == {uid_of(n) for n in range(600)}
+
+
+@pytest.mark.timeout(60)
+def test_a_process_killed_after_fail_fast_does_not_call_what_it_sent_not_sent(
+    forks: list[int], shared: list[Shared], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fail_fast stops the transfer (entry 25 is refused), and the process that holds
+    entries 0-19 is killed right after the SCP acknowledged entry 5, before it passed the
+    outcome on. Entry 5 reached the SCP: it must not be reported "not sent: fail_fast",
+    but as taken by a process that ended ("may have reached the SCP"). The processes that
+    stopped cleanly did not send what they held: "not sent: fail_fast"."""
+    emit = Outbox.emit
+    parent = os.getpid()
+
+    def dying(self: Outbox, index: int | None, event: Any) -> None:
+        if index == 5 and isinstance(event, FileSent) and os.getpid() != parent:
+            ints = shared[0].ints
+            until(lambda: ints[Shared.FAIL_FAST])
+            os.kill(os.getpid(), signal.SIGKILL)
+        emit(self, index, event)
+
+    monkeypatch.setattr(Outbox, "emit", dying)
+    with MockScp() as scp:
+        scp.on_store(sop_instance_uid=uid_of(25)).fail(0xA900)
+        scu = scu_for(scp, fail_fast=True)
+        names = queue(scu, 60)
+        rec = Recorder()
+        result = scu.send(**rec.callbacks)
+        assert scp.wait_idle(5)
+        received = {r.sop_instance_uid for r in scp.received}
+
+    assert forks == [3]
+    rec.check_invariants(result, names)
+    assert uid_of(5) in received
+    assert ENDED in (result.files[5].error or ""), result.files[5].error
+    skipped = [n for n, o in enumerate(result.files) if o.error == "not sent: fail_fast"]
+    assert skipped and not {uid_of(n) for n in skipped} & received
+    # Entries 20-59 were taken by the processes that stopped cleanly, or by none.
+    assert not [n for n in range(20, 60) if ENDED in (result.files[n].error or "")]
