@@ -6,6 +6,7 @@ ends early. No timing assertions: waits are bounded and only make an order certa
 
 from __future__ import annotations
 
+import mmap
 import os
 import signal
 import time
@@ -17,6 +18,7 @@ import scu.processes as processes
 from mock_scp import MockScp
 from scu import FileSent
 from scu.processes import Outbox, Shared
+from scu.worker import Worker
 from tests.scu.test_processes import forks, queue, scu_for, uid_of
 from tests.support.recorder import Recorder
 
@@ -80,17 +82,25 @@ def test_a_process_killed_after_fail_fast_does_not_call_what_it_sent_not_sent(
     outcome on. Entry 5 reached the SCP: it must not be reported "not sent: fail_fast",
     but as taken by a process that ended ("may have reached the SCP"). The processes that
     stopped cleanly did not send what they held: "not sent: fail_fast"."""
-    emit = Outbox.emit
+    emit, payload = Outbox.emit, Worker._payload
     parent = os.getpid()
+    acknowledged = mmap.mmap(-1, 1)  # entry 5 was answered (seen by every process)
 
     def dying(self: Outbox, index: int | None, event: Any) -> None:
         if index == 5 and isinstance(event, FileSent) and os.getpid() != parent:
+            acknowledged[0] = 1
             ints = shared[0].ints
             until(lambda: ints[Shared.FAIL_FAST])
             os.kill(os.getpid(), signal.SIGKILL)
         emit(self, index, event)
 
+    def refused_after_5(self: Worker, index: int, *args: Any) -> Any:
+        if index == 25 and os.getpid() != parent:
+            until(lambda: acknowledged[0] == 1)
+        return payload(self, index, *args)
+
     monkeypatch.setattr(Outbox, "emit", dying)
+    monkeypatch.setattr(Worker, "_payload", refused_after_5)
     with MockScp() as scp:
         scp.on_store(sop_instance_uid=uid_of(25)).fail(0xA900)
         scu = scu_for(scp, fail_fast=True)
