@@ -413,6 +413,11 @@ class ProcessPool:
     def read(self, fd: int) -> None:
         """Queue in :attr:`pending` what process ``fd`` sent since the last read; at its
         end the process is reaped and forgotten."""
+        if self._drain(fd):
+            self._reap(fd)
+
+    def _drain(self, fd: int) -> bool:
+        """Queue what can be read from ``fd`` now; whether its end was reached."""
         pid = self.pids[fd]
         buffer = self._buffers[fd]
         closed = False
@@ -426,15 +431,15 @@ class ProcessPool:
                 break
             buffer += chunk
         self.pending.extend((pid, item) for item in _frames(buffer))
-        if closed:
-            self._reap(fd)
+        return closed
 
-    def _reap(self, fd: int) -> None:
+    def _reap(self, fd: int, status: int | None = None) -> None:
         pid = self.pids.pop(fd)
         self._poller.unregister(fd)
         os.close(fd)
         del self._buffers[fd]
-        _, status = os.waitpid(pid, 0)
+        if status is None:
+            _, status = os.waitpid(pid, 0)
         self.exits[pid].status = os.waitstatus_to_exitcode(status)
 
     def mark_clean(self, pid: int) -> None:
@@ -444,13 +449,18 @@ class ProcessPool:
         return [e for e in self.exits.values() if not e.clean]
 
     def kill(self) -> None:
-        """End every process still running at once (SIGKILL) and reap them."""
-        for fd, pid in list(self.pids.items()):
+        """End every process still running at once (SIGKILL) and reap them. What they
+        wrote before they ended is queued in :attr:`pending` first: outcomes the SCP
+        acknowledged are still accounted as such."""
+        for pid in self.pids.values():
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            self._reap(fd)
+        for fd, pid in list(self.pids.items()):
+            _, status = os.waitpid(pid, 0)
+            self._drain(fd)  # all it wrote is in the pipe now: nothing more will come
+            self._reap(fd, status)
 
 
 def _frames(buffer: bytearray) -> Iterator[tuple[Any, ...]]:

@@ -489,6 +489,7 @@ class Transfer:
             if pool.running:  # an error of our own: do not leave processes behind
                 self.interruption.interrupt()
                 pool.kill()
+            self._pump(pool, ())  # what was read already, or before they were ended
             self._close_leftovers()
             self.dispatch(None, self._completed_event())
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import mmap
 import os
 import signal
+import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -118,3 +120,53 @@ def test_a_process_killed_after_fail_fast_does_not_call_what_it_sent_not_sent(
     assert skipped and not {uid_of(n) for n in skipped} & received
     # Entries 20-59 were taken by the processes that stopped cleanly, or by none.
     assert not [n for n in range(20, 60) if ENDED in (result.files[n].error or "")]
+
+
+def ended(pid: int) -> bool:
+    """The process has exited and is not reaped yet (a zombie)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.mark.timeout(60)
+def test_outcomes_the_processes_reported_are_accounted_when_a_callback_ends_the_send(
+    forks: list[int], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A callback ends send() with SystemExit after the first outcome, once every worker
+    process has sent everything and exited: the outcomes already read and those still
+    in the pipes are acknowledged stores. They are accounted as sent (callbacks and
+    journal), as with threads, not as "interrupted while it was being sent"."""
+    pools: list[processes.ProcessPool] = []
+    start = processes.ProcessPool.start
+
+    def spy(self: processes.ProcessPool, *args: Any, **kwargs: Any) -> None:
+        pools.append(self)
+        start(self, *args, **kwargs)
+
+    monkeypatch.setattr(processes.ProcessPool, "start", spy)
+    journal = tmp_path / "journal.sqlite"
+    with MockScp() as scp:
+        scu = scu_for(scp)
+        names = queue(scu, 60)
+        rec = Recorder()
+        callbacks = rec.callbacks
+        record = callbacks["on_file_sent"]
+
+        def on_sent(event: FileSent) -> None:
+            record(event)
+            if len(rec.of(FileSent)) == 1:
+                until(lambda: all(ended(pid) for pid in pools[0].pids.values()))
+                raise SystemExit(3)
+
+        callbacks["on_file_sent"] = on_sent
+        with pytest.raises(SystemExit):
+            scu.send(journal=journal, **callbacks)
+        assert scp.wait_idle(5)
+        assert len(scp.received) == 60
+
+    assert forks == [3]
+    assert sorted(e.file for e in rec.terminal()) == names
+    assert not rec.errors_by_file() and len(rec.of(FileSent)) == 60
+    with sqlite3.connect(journal) as db:
+        (count,) = db.execute("SELECT count(*) FROM outcomes WHERE ok = 1").fetchone()
+    assert count == 60
