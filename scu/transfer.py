@@ -467,6 +467,11 @@ class Transfer:
         while pending:
             pid, item = pending.popleft()
             self._deliver(pool, pid, item)
+        if self.work.fail_fast and any(e.status is not None for e in pool.unclean()):
+            # A process that died failed what it held: as after any failure, the
+            # others stop (its "done" would have been delivered above).
+            assert self.shared is not None
+            self.shared.ints[Shared.FAIL_FAST] = 1
 
     def run_processes(self) -> None:
         assert self.shared is not None

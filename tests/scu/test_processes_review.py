@@ -170,3 +170,42 @@ def test_outcomes_the_processes_reported_are_accounted_when_a_callback_ends_the_
     with sqlite3.connect(journal) as db:
         (count,) = db.execute("SELECT count(*) FROM outcomes WHERE ok = 1").fetchone()
     assert count == 60
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_process_that_dies_stops_the_others_under_fail_fast(
+    forks: list[int], shared: list[Shared], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fail_fast: the process holding entries 0-19 dies at entry 5, which fails what it
+    held; as after any other failure, the other processes stop and the rest fail "not
+    sent: fail_fast". (Each of them waits, bounded, at its first entry from 20 on until
+    the transfer is stopped, so that it still holds entries then.)"""
+    payload = Worker._payload
+    parent = os.getpid()
+    waited: list[int] = []  # per process: each has its own copy
+
+    def dying(self: Worker, index: int, *args: Any) -> Any:
+        if os.getpid() != parent:
+            if index == 5:
+                os.kill(os.getpid(), signal.SIGKILL)
+            if index >= 20 and not waited:
+                waited.append(index)
+                ints = shared[0].ints
+                until(lambda: ints[Shared.FAIL_FAST], 10)
+        return payload(self, index, *args)
+
+    monkeypatch.setattr(Worker, "_payload", dying)
+    with MockScp() as scp:
+        scu = scu_for(scp, fail_fast=True)
+        names = queue(scu, 60)
+        rec = Recorder()
+        result = scu.send(**rec.callbacks)
+        assert scp.wait_idle(5)
+        received = {r.sop_instance_uid for r in scp.received}
+
+    assert forks == [3]
+    rec.check_invariants(result, names)
+    assert ENDED in (result.files[5].error or "")
+    skipped = [n for n, o in enumerate(result.files) if o.error == "not sent: fail_fast"]
+    assert skipped, "the other processes went on after the failure"
+    assert not {uid_of(n) for n in skipped} & received
