@@ -51,6 +51,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from scu.convert import end_converter
 from scu.errors import AssociationError, AssociationRejected, ConnectionFailed, Rejection
 from scu.events import FileError, FileSending, FileSent
 from scu.result import Attempt
@@ -520,4 +521,7 @@ def _child_main(
     except BaseException:
         code = 2
     finally:
-        os._exit(code)
+        try:  # os._exit runs no atexit handler: the converter child is ended here
+            end_converter()
+        finally:
+            os._exit(code)

@@ -209,3 +209,47 @@ def test_a_worker_process_that_dies_stops_the_others_under_fail_fast(
     skipped = [n for n, o in enumerate(result.files) if o.error == "not sent: fail_fast"]
     assert skipped, "the other processes went on after the failure"
     assert not {uid_of(n) for n in skipped} & received
+
+
+_NO_ORPHAN = """
+import ctypes, os, sys
+assert ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # a child subreaper
+import scu.processes as processes
+processes.PROCESS_MIN_FILES = 2
+from mock_scp import MockScp
+from tests.scu.test_processes import queue, scu_for
+
+def parent_of(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+with MockScp() as scp:
+    scu = scu_for(scp, transfer_syntax="1.2.840.10008.1.2.5")
+    queue(scu, 12)
+    result = scu.send()
+    assert result.successful == 12, [o.error for o in result.files if not o.ok]
+    left = []
+    for name in os.listdir("/proc"):
+        try:
+            if name.isdigit() and parent_of(name) == os.getpid():
+                left.append(name)
+        except OSError:
+            pass
+print(left)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_worker_processes_leave_no_converter_process_behind() -> None:
+    """Each worker process that converts runs a converter child of its own. The worker
+    ends with os._exit, so it must end and reap that child itself: otherwise the child
+    outlives it, an orphan handed to init, or to the caller's process where that is
+    the subreaper (a container's PID 1), whose zombie it then stays."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_ORPHAN], capture_output=True, text=True, timeout=50
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
