@@ -380,13 +380,23 @@ class Transfer:
             self.interruption.interrupt()
 
     @contextmanager
+    def _undisturbed(self) -> Iterator[None]:
+        """A step that a Ctrl-C must not cut short (see :meth:`sigint_interrupts`)."""
+        self._accounting = True
+        try:
+            yield
+        finally:
+            self._accounting = False
+
+    @contextmanager
     def sigint_interrupts(self) -> Iterator[None]:
         """While ``send()`` runs on the main thread, Ctrl-C (SIGINT) interrupts the
         transfer instead of raising KeyboardInterrupt wherever the thread happens to be:
         raised between taking a worker's event and accounting it, it would lose that
         outcome (a file the SCP acknowledged reported as not sent, and missing from the
         transfer journal). A second Ctrl-C raises at once, except in the middle of
-        accounting an outcome. This holds for each of SIGINT and SIGTERM whose handler
+        accounting an outcome, of reading what a worker process sent, or of ending
+        them. This holds for each of SIGINT and SIGTERM whose handler
         is Python's ``signal.default_int_handler`` (SIGINT's by default; a program that
         wants SIGTERM to interrupt a send the same way installs it for SIGTERM too); any
         other handler is left alone."""
@@ -463,7 +473,10 @@ class Transfer:
         """Read what the processes sent and dispatch it, in the order each sent it."""
         pending = pool.pending
         for fd in fds:
-            pool.read(fd)
+            # Done whole, as accounting is: a second Ctrl-C raised in the middle would
+            # leave frames already queued in the buffer, to be queued again.
+            with self._undisturbed():
+                pool.read(fd)
         while pending:
             pid, item = pending.popleft()
             self._deliver(pool, pid, item)
@@ -488,12 +501,14 @@ class Transfer:
                     # interruption (a second Ctrl-C, see sigint_interrupts) ends them
                     # at once: what they had taken and not accounted may have been sent.
                     if self.interruption.interrupted:
-                        pool.kill()
+                        with self._undisturbed():
+                            pool.kill()
                     self.interruption.interrupt()
         finally:
             if pool.running:  # an error of our own: do not leave processes behind
                 self.interruption.interrupt()
-                pool.kill()
+                with self._undisturbed():
+                    pool.kill()
             self._pump(pool, ())  # what was read already, or before they were ended
             self._close_leftovers()
             self.dispatch(None, self._completed_event())

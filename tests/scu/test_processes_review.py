@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import mmap
 import os
+import pickle
 import signal
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ import pytest
 
 import scu.processes as processes
 from mock_scp import MockScp
-from scu import FileSent
+from scu import FileSent, Interrupted
 from scu.processes import Outbox, Shared
 from scu.worker import Worker
 from tests.scu.test_processes import forks, queue, scu_for, uid_of
@@ -253,3 +255,44 @@ def test_worker_processes_leave_no_converter_process_behind() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", done.stdout
+
+
+@pytest.mark.timeout(60)
+def test_a_second_ctrl_c_while_reading_the_pipes_duplicates_nothing(
+    forks: list[int], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A second Ctrl-C raises at once, but not in the middle of reading a process's
+    pipe and cutting it into frames: raised there, the frames already queued were
+    left in the buffer and queued again (on_file_sending twice for the same entry, its
+    second outcome dropped), or bytes read were lost. The first Ctrl-C comes with the
+    first frame read, the second as a batch of several outcomes is unframed."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("SIGINT is handled on the main thread")
+    frames = processes._frames
+    calls = [0]
+
+    def unframed(buffer: bytearray) -> Any:
+        calls[0] += 1
+        several = False
+        if len(buffer) >= 4:
+            size = int.from_bytes(buffer[:4], "little")
+            several = len(buffer) >= 4 + size and len(pickle.loads(buffer[4 : 4 + size])) > 1
+        if calls[0] == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        for n, item in enumerate(frames(buffer)):
+            if n == 1 and several and calls[0] < 10**6:  # the first item is queued
+                calls[0] = 10**6  # once
+                os.kill(os.getpid(), signal.SIGINT)
+            yield item
+
+    monkeypatch.setattr(processes, "_frames", unframed)
+    with MockScp() as scp:
+        scu = scu_for(scp)
+        names = queue(scu, 300)
+        rec = Recorder()
+        with pytest.raises(Interrupted) as caught:
+            scu.send(**rec.callbacks)
+
+    assert forks == [3] and calls[0] >= 10**6
+    assert not [r for r in caplog.records if "second outcome" in r.getMessage()]
+    rec.check_invariants(caught.value.result, names)
