@@ -42,7 +42,7 @@ from scu.protocol.uids import (
 from scu.protocol.uids import uid_keyword as syntax_name
 from scu.source import Entry, EntryError, Header
 
-__all__ = ["FORCEABLE_SYNTAXES", "ConversionError", "convert"]
+__all__ = ["FORCEABLE_SYNTAXES", "ConversionError", "convert", "end_converter"]
 
 _CODEC_LOCK = threading.Lock()
 #: Syntaxes whose pixel data is native (not encapsulated): nothing to decode.
@@ -219,6 +219,7 @@ class _Converter:
                 child.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 child.kill()
+                child.wait()
 
     def forget(self) -> None:
         """(In a forked process) leave the parent's child to the parent: its pipes are
@@ -234,6 +235,12 @@ class _Converter:
 _LENGTH = struct.Struct(">Q")
 _CONVERTER = _Converter()
 atexit.register(_CONVERTER.close)
+
+
+def end_converter() -> None:
+    """End this process's converter child, if it started one, and reap it (done at
+    exit; a process leaving with ``os._exit`` calls it first)."""
+    _CONVERTER.close()
 
 
 def _after_fork_in_child() -> None:

@@ -51,6 +51,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from scu.convert import end_converter
 from scu.errors import AssociationError, AssociationRejected, ConnectionFailed, Rejection
 from scu.events import FileError, FileSending, FileSent
 from scu.result import Attempt
@@ -103,7 +104,10 @@ class Shared:
         import multiprocessing
 
         self.lock = multiprocessing.get_context("fork").Lock()
-        self.capacity = workers * (CHUNK + 1)
+        # An entry is handed back at most once before it is taken again, and a process
+        # may hand back its whole first claim (up to FIRST_PLAN_ENTRIES, far more than
+        # CHUNK): room for every entry.
+        self.capacity = max(1, total)
         ints = self._INTS + self.capacity
         self._map = mmap.mmap(-1, 8 * (ints + self._FLOATS))
         view = memoryview(self._map)
@@ -266,12 +270,17 @@ class ProcessWorkQueue(WorkQueue):
 
     def next_index(self) -> int | None:
         shared, ints = self.shared, self.shared.ints
-        stop = (
-            self.interruption.interrupted or ints[Shared.FAIL_FAST] or os.getppid() != self.parent
-        )
-        if not stop and self._pos < self._stop:
+        if os.getppid() != self.parent:  # nobody left to report to
+            with shared.lock:
+                self._leave()
+            return None
+        if self._pos < self._stop:
+            # Handed out even after an interruption or a fail_fast failure: the worker
+            # closes them ("not sent: ...") without sending, so that whatever a process
+            # holds unaccounted when it ends is what it may have sent.
             self._pos += 1
             return self._pos - 1
+        stop = self.interruption.interrupted or ints[Shared.FAIL_FAST]
         with shared.lock:
             if stop:
                 self._leave()
@@ -405,6 +414,11 @@ class ProcessPool:
     def read(self, fd: int) -> None:
         """Queue in :attr:`pending` what process ``fd`` sent since the last read; at its
         end the process is reaped and forgotten."""
+        if self._drain(fd):
+            self._reap(fd)
+
+    def _drain(self, fd: int) -> bool:
+        """Queue what can be read from ``fd`` now; whether its end was reached."""
         pid = self.pids[fd]
         buffer = self._buffers[fd]
         closed = False
@@ -418,15 +432,15 @@ class ProcessPool:
                 break
             buffer += chunk
         self.pending.extend((pid, item) for item in _frames(buffer))
-        if closed:
-            self._reap(fd)
+        return closed
 
-    def _reap(self, fd: int) -> None:
+    def _reap(self, fd: int, status: int | None = None) -> None:
         pid = self.pids.pop(fd)
         self._poller.unregister(fd)
         os.close(fd)
         del self._buffers[fd]
-        _, status = os.waitpid(pid, 0)
+        if status is None:
+            _, status = os.waitpid(pid, 0)
         self.exits[pid].status = os.waitstatus_to_exitcode(status)
 
     def mark_clean(self, pid: int) -> None:
@@ -436,13 +450,18 @@ class ProcessPool:
         return [e for e in self.exits.values() if not e.clean]
 
     def kill(self) -> None:
-        """End every process still running at once (SIGKILL) and reap them."""
-        for fd, pid in list(self.pids.items()):
+        """End every process still running at once (SIGKILL) and reap them. What they
+        wrote before they ended is queued in :attr:`pending` first: outcomes the SCP
+        acknowledged are still accounted as such."""
+        for pid in self.pids.values():
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            self._reap(fd)
+        for fd, pid in list(self.pids.items()):
+            _, status = os.waitpid(pid, 0)
+            self._drain(fd)  # all it wrote is in the pipe now: nothing more will come
+            self._reap(fd, status)
 
 
 def _frames(buffer: bytearray) -> Iterator[tuple[Any, ...]]:
@@ -502,4 +521,7 @@ def _child_main(
     except BaseException:
         code = 2
     finally:
-        os._exit(code)
+        try:  # os._exit runs no atexit handler: the converter child is ended here
+            end_converter()
+        finally:
+            os._exit(code)

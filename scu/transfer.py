@@ -228,27 +228,30 @@ class Transfer:
 
     def _close_leftovers(self) -> None:
         """Close any entry no worker closed (interrupted, stopped by ``fail_fast``, left
-        by a worker process that died, or a bug): nothing is dropped. An interrupted
-        entry whose store had begun, or that a worker process had taken when it was
-        ended, may have reached the SCP: it says so."""
+        by a worker process that died, or a bug): nothing is dropped. An entry that a
+        worker process held when it ended, or an interrupted entry whose store had
+        begun, may have reached the SCP: it says so, also after a ``fail_fast`` stop."""
         interrupted = self.interruption.interrupted
+        ended = self.pool.unclean() if self.pool is not None else []
+        died = (
+            "not sent or not answered: the worker process sending it ended "
+            f"unexpectedly ({ended[0].describe()}); it may have reached the SCP"
+            if ended
+            else "internal error: the entry was never processed"
+        )
         if interrupted:
             why = INTERRUPTED
         elif self.work.fail_fast_hit or (self.shared and self.shared.ints[Shared.FAIL_FAST]):
             why = "not sent: fail_fast"
-        elif self.pool is not None and self.pool.unclean():
-            why = (
-                "not sent or not answered: the worker process sending it ended "
-                f"unexpectedly ({self.pool.unclean()[0].describe()}); it may have reached "
-                "the SCP"
-            )
         else:
-            why = "internal error: the entry was never processed"
+            why = died
         taken = self._taken_by_ended_processes()
         for index, outcome in enumerate(self.outcomes):
             if outcome is None:
-                in_flight = index in self.announced or index in taken
-                reason = INTERRUPTED_IN_FLIGHT if interrupted and in_flight else why
+                if interrupted and (index in self.announced or index in taken):
+                    reason = INTERRUPTED_IN_FLIGHT
+                else:
+                    reason = died if index in taken else why
                 self.dispatch(
                     index, error_event(self.entries[index], self.headers.peek(index), reason)
                 )
@@ -256,7 +259,9 @@ class Transfer:
     def _taken_by_ended_processes(self) -> set[int]:
         """The entries taken by worker processes, if one of them was ended before it
         said it was done (a process sends an entry's FileSending with its outcome, so
-        such an entry, taken and not accounted, may have been in flight)."""
+        such an entry, taken and not accounted, may have been in flight). A process
+        that ends cleanly closes every entry it took, so those not accounted are the
+        ended processes'."""
         if self.shared is None or self.pool is None or not self.pool.unclean():
             return set()
         with self.shared.lock:
@@ -365,13 +370,23 @@ class Transfer:
             self.interruption.interrupt()
 
     @contextmanager
+    def _undisturbed(self) -> Iterator[None]:
+        """A step that a Ctrl-C must not cut short (see :meth:`sigint_interrupts`)."""
+        self._accounting = True
+        try:
+            yield
+        finally:
+            self._accounting = False
+
+    @contextmanager
     def sigint_interrupts(self) -> Iterator[None]:
         """While ``send()`` runs on the main thread, Ctrl-C (SIGINT) interrupts the
         transfer instead of raising KeyboardInterrupt wherever the thread happens to be:
         raised between taking a worker's event and accounting it, it would lose that
         outcome (a file the SCP acknowledged reported as not sent, and missing from the
         transfer journal). A second Ctrl-C raises at once, except in the middle of
-        accounting an outcome. This holds for each of SIGINT and SIGTERM whose handler
+        accounting an outcome, of reading what a worker process sent, or of ending
+        them. This holds for each of SIGINT and SIGTERM whose handler
         is Python's ``signal.default_int_handler`` (SIGINT's by default; a program that
         wants SIGTERM to interrupt a send the same way installs it for SIGTERM too); any
         other handler is left alone."""
@@ -448,10 +463,18 @@ class Transfer:
         """Read what the processes sent and dispatch it, in the order each sent it."""
         pending = pool.pending
         for fd in fds:
-            pool.read(fd)
+            # Done whole, as accounting is: a second Ctrl-C raised in the middle would
+            # leave frames already queued in the buffer, to be queued again.
+            with self._undisturbed():
+                pool.read(fd)
         while pending:
             pid, item = pending.popleft()
             self._deliver(pool, pid, item)
+        if self.work.fail_fast and any(e.status is not None for e in pool.unclean()):
+            # A process that died failed what it held: as after any failure, the
+            # others stop (its "done" would have been delivered above).
+            assert self.shared is not None
+            self.shared.ints[Shared.FAIL_FAST] = 1
 
     def run_processes(self) -> None:
         assert self.shared is not None
@@ -468,12 +491,15 @@ class Transfer:
                     # interruption (a second Ctrl-C, see sigint_interrupts) ends them
                     # at once: what they had taken and not accounted may have been sent.
                     if self.interruption.interrupted:
-                        pool.kill()
+                        with self._undisturbed():
+                            pool.kill()
                     self.interruption.interrupt()
         finally:
             if pool.running:  # an error of our own: do not leave processes behind
                 self.interruption.interrupt()
-                pool.kill()
+                with self._undisturbed():
+                    pool.kill()
+            self._pump(pool, ())  # what was read already, or before they were ended
             self._close_leftovers()
             self.dispatch(None, self._completed_event())
 
