@@ -182,6 +182,9 @@ def test_every_association_presents_the_identity(pacs: MockScp, tmp_path: Path) 
     pacs.on_store(nth=1, times=1).abort()  # the 2nd file goes on a new association
     assert sender(pacs, tmp_path, identity).send().successful == 1
     files = write_series(tmp_path, 9)
+    # Each store held a moment, so that each of the three workers takes an entry (and
+    # opens an association) before the others have sent the whole queue.
+    pacs.on_store().stall(0.1)
     several = StoreScu(
         pacs.addr, called_ae_title=SCP_AE, user_identity=identity, concurrency=3, **FAST
     )
