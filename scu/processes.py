@@ -54,6 +54,7 @@ from typing import Any
 from scu.convert import end_converter
 from scu.errors import AssociationError, AssociationRejected, ConnectionFailed, Rejection
 from scu.events import FileError, FileSending, FileSent
+from scu.proclock import ProcessLock
 from scu.result import Attempt
 from scu.streaming import FIRST_PLAN_ENTRIES
 from scu.waiting import Interruption
@@ -90,7 +91,8 @@ def processes_available() -> bool:
 
 class Shared:
     """Counters and flags shared by the caller's process and its worker processes: an
-    anonymous shared mapping, guarded by one process-shared lock. Made before forking.
+    anonymous shared mapping, guarded by one lock that dies with its holder
+    (:class:`scu.proclock.ProcessLock`). Made before forking.
     """
 
     # int slots
@@ -101,9 +103,7 @@ class Shared:
     _FLOATS = 2
 
     def __init__(self, total: int, workers: int) -> None:
-        import multiprocessing
-
-        self.lock = multiprocessing.get_context("fork").Lock()
+        self.lock = ProcessLock()
         # An entry is handed back at most once before it is taken again, and a process
         # may hand back its whole first claim (up to FIRST_PLAN_ENTRIES, far more than
         # CHUNK): room for every entry.

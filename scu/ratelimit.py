@@ -93,16 +93,18 @@ class RateLimiter:
 
 
 class SharedRateLimiter(RateLimiter):
-    """The same limits, their state in shared memory under a process-shared lock, so
+    """The same limits, their state in shared memory under a lock between processes
+    that dies with its holder (:class:`scu.proclock.ProcessLock`), so
     that forked worker processes draw from one budget (see :mod:`scu.processes`). The
     clock is ``time.monotonic``, which is the same for every process on the machine."""
 
     def __init__(self, files_per_second: float | None, bytes_per_second: float | None) -> None:
         import mmap
-        import multiprocessing
+
+        from scu.proclock import ProcessLock
 
         super().__init__(files_per_second, bytes_per_second)
-        self._lock = multiprocessing.get_context("fork").Lock()  # type: ignore[assignment]
+        self._lock = ProcessLock()  # type: ignore[assignment]
         self._map = mmap.mmap(-1, 8 * 2)
         self._state = memoryview(self._map).cast("d")  # files' free_at, bytes' free_at
         self._store()

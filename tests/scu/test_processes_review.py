@@ -296,3 +296,37 @@ def test_a_second_ctrl_c_while_reading_the_pipes_duplicates_nothing(
     assert forks == [3] and calls[0] >= 10**6
     assert not [r for r in caplog.records if "second outcome" in r.getMessage()]
     rec.check_invariants(caught.value.result, names)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("which", ["shared counters", "rate limits"])
+def test_a_process_killed_while_it_holds_the_shared_lock_does_not_hang_the_others(
+    which: str,
+) -> None:
+    """The OOM killer may end a worker process in the microseconds it holds the lock on
+    the shared counters or the shared rate limits: the lock goes with it, and the other
+    processes (here the caller) take it next. (A process-shared semaphore stays taken
+    forever: this test then ends by its timeout.)"""
+    from scu.ratelimit import SharedRateLimiter
+
+    limiter = SharedRateLimiter(1000.0, None)
+    shared = Shared(10, 2)
+    lock = shared.lock if which == "shared counters" else limiter._lock
+    held_r, held_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker: takes the lock and dies holding it
+        try:
+            lock.acquire()
+            os.write(held_w, b"x")
+            os.kill(os.getpid(), signal.SIGKILL)
+        finally:
+            os._exit(1)
+    assert os.read(held_r, 1) == b"x"
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == -signal.SIGKILL
+    with lock:  # free again
+        pass
+    assert limiter.acquire(1, lambda: True)
+    with shared.lock:
+        shared.requeue([3])
+        assert shared.take_requeued() == 3
