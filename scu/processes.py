@@ -108,7 +108,9 @@ class Shared:
         # may hand back its whole first claim (up to FIRST_PLAN_ENTRIES, far more than
         # CHUNK): room for every entry.
         self.capacity = max(1, total)
-        ints = self._INTS + self.capacity
+        #: Where each worker's "has left" flag is (see :meth:`leave`).
+        self._left = self._INTS + self.capacity
+        ints = self._left + workers
         self._map = mmap.mmap(-1, 8 * (ints + self._FLOATS))
         view = memoryview(self._map)
         self.ints = view[: 8 * ints].cast("q")
@@ -116,6 +118,15 @@ class Shared:
         self.ints[self.TOTAL] = total
         self.ints[self.ALIVE] = workers
         self.floats[self.INTERRUPTED_AT] = math.nan
+
+    def leave(self, worker: int) -> None:
+        """(Under the lock) worker number ``worker`` takes no more entries: it no longer
+        counts as alive. Once per worker, whether it says so itself or the caller's
+        process finds it dead: a survivor that cannot get an association must know
+        whether anyone is left to hand its entries to."""
+        if not self.ints[self._left + worker]:
+            self.ints[self._left + worker] = 1
+            self.ints[self.ALIVE] -= 1
 
     def requeue(self, indexes: list[int]) -> None:
         """(Under the lock) put indexes back for the other processes, first in line."""
@@ -248,9 +259,12 @@ class ProcessWorkQueue(WorkQueue):
     hands back what it cannot send, and reports to the caller's process through its
     :class:`Outbox` (an association made, or why none could be)."""
 
-    def __init__(self, shared: Shared, outbox: Outbox, *, fail_fast: bool, parent: int) -> None:
+    def __init__(
+        self, shared: Shared, outbox: Outbox, *, fail_fast: bool, parent: int, number: int = 0
+    ) -> None:
         super().__init__(shared.ints[Shared.TOTAL], fail_fast=fail_fast)
         self.shared = shared
+        self.number = number
         self.outbox = outbox
         self.parent = parent
         self.interruption = SharedInterruption(shared)
@@ -266,7 +280,7 @@ class ProcessWorkQueue(WorkQueue):
         """(Under the lock) this process takes no more entries."""
         if not self._gone:
             self._gone = True
-            self.shared.ints[Shared.ALIVE] -= 1
+            self.shared.leave(self.number)
 
     def next_index(self) -> int | None:
         shared, ints = self.shared, self.shared.ints
@@ -359,6 +373,7 @@ class ProcessPool:
         self.shared = shared
         self.count = count
         self.pids: dict[int, int] = {}  # read fd -> pid
+        self._numbers: dict[int, int] = {}  # pid -> worker number
         self.exits: dict[int, ChildExit] = {}  # pid -> how it ended
         self._buffers: dict[int, bytearray] = {}
         self._poller = select.poll()
@@ -372,7 +387,7 @@ class ProcessPool:
         sys.stderr.flush()
         gc.freeze()  # objects the children inherit are never scanned (no copy-on-write)
         try:
-            for _ in range(self.count):
+            for number in range(self.count):
                 rfd, wfd = os.pipe()
                 try:
                     _grow_pipe(wfd)
@@ -382,10 +397,11 @@ class ProcessPool:
                     os.close(wfd)
                     raise
                 if pid == 0:  # pragma: no cover - the child's side, measured by its effects
-                    _child_main(self, child, rfd, wfd, parent, fail_fast)
+                    _child_main(self, child, rfd, wfd, parent, fail_fast, number)
                 os.close(wfd)
                 os.set_blocking(rfd, False)
                 self.pids[rfd] = pid
+                self._numbers[pid] = number
                 self.exits[pid] = ChildExit()
                 self._buffers[rfd] = bytearray()
                 self._poller.register(rfd, select.POLLIN)
@@ -393,7 +409,8 @@ class ProcessPool:
             # The processes already started go on: their entries are accounted as
             # they report; the shared counter makes sure none is taken twice.
             with self.shared.lock:
-                self.shared.ints[Shared.ALIVE] -= self.count - len(self.pids)
+                for number in range(len(self.pids), self.count):
+                    self.shared.leave(number)
             raise
         finally:
             gc.unfreeze()
@@ -442,6 +459,8 @@ class ProcessPool:
         if status is None:
             _, status = os.waitpid(pid, 0)
         self.exits[pid].status = os.waitstatus_to_exitcode(status)
+        with self.shared.lock:  # (already so, unless it died)
+            self.shared.leave(self._numbers[pid])
 
     def mark_clean(self, pid: int) -> None:
         self.exits[pid].clean = True
@@ -495,6 +514,7 @@ def _child_main(
     wfd: int,
     parent: int,
     fail_fast: bool,
+    number: int,
 ) -> None:  # pragma: no cover - runs in the worker process
     code = 0
     try:
@@ -505,7 +525,9 @@ def _child_main(
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         random.seed()  # the retries' jitter must differ between processes
         outbox = Outbox(wfd)
-        work = ProcessWorkQueue(pool.shared, outbox, fail_fast=fail_fast, parent=parent)
+        work = ProcessWorkQueue(
+            pool.shared, outbox, fail_fast=fail_fast, parent=parent, number=number
+        )
         try:
             child(outbox, work)
             outbox.flush()

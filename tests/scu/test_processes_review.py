@@ -330,3 +330,33 @@ def test_a_process_killed_while_it_holds_the_shared_lock_does_not_hang_the_other
     with shared.lock:
         shared.requeue([3])
         assert shared.take_requeued() == 3
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_process_that_dies_no_longer_counts_as_alive() -> None:
+    """A worker process killed before it said it left is taken off the count of live
+    workers when the caller's process reaps it: a survivor that cannot get an
+    association then fails the rest itself (with the association's error) instead of
+    handing them back to nobody."""
+    shared = Shared(40, 2)
+    pool = processes.ProcessPool(shared, 2)
+
+    def child(outbox: Outbox, work: processes.ProcessWorkQueue) -> None:
+        if work.number == 0:  # takes its first entries, then dies without a word
+            work.next_index()
+            os.kill(os.getpid(), signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while shared.ints[Shared.ALIVE] > 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        index = work.next_index()
+        assert index is not None
+        outbox.tell("handed back", work.give_back(index))
+
+    pool.start(child, fail_fast=False)
+    while pool.running:
+        for fd in pool.wait(0.5):
+            pool.read(fd)
+    told = [item for _, item in pool.pending if item[0] == "handed back"]
+    assert told == [("handed back", False)]
+    assert shared.ints[Shared.ALIVE] == 0
+    assert sorted(e.status or 0 for e in pool.exits.values()) == [-signal.SIGKILL, 0]
