@@ -21,6 +21,7 @@ from scu.protocol.uids import uid_keyword, uid_name
 
 from .command import CommandTemplate, describe_program
 from .events import encode_event
+from .expectations import SCU_SETTINGS
 from .judge import Observed, judge, short
 from .loader import build_mock_scp, load, materialize_files
 from .model import Scenario
@@ -103,20 +104,9 @@ def _scu_options(sc: Scenario) -> dict[str, Any]:
         "calling_ae_title": cfg.calling_ae_title,
         "called_ae_title": sc.called_ae_title,
     }
-    for key in (
-        "max_pdu_length",
-        "verbose",
-        "transfer_syntax",
-        "concurrency",
-        "connect_timeout",
-        "acse_timeout",
-        "dimse_timeout",
-        "network_timeout",
-        "never_transcode",
-        "fail_fast",
-    ):
+    for key in SCU_SETTINGS:  # the AE titles are set above (the called one per scenario)
         value = getattr(cfg, key)
-        if value is not None:
+        if key not in opts and value is not None:
             opts[key] = value
     return opts
 
